@@ -1,0 +1,51 @@
+// The embedded bus: one SQLite database (WAL, synchronous=FULL) holds topics, subscriptions,
+// messages, per-subscription deliveries and the delivery ledger, so a ledger commit and its acks
+// are one transaction. Safe to use from several threads (one connection, serialised by a mutex).
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <mutex>
+
+#include "bus/bus.h"
+#include "bus/ledger.h"
+
+struct sqlite3;
+
+namespace apilake {
+
+struct SqliteBusOptions {
+  int max_delivery_attempts = 5;   // then the message goes to the subscription's dead letters
+};
+
+class SqliteBus final : public Bus, public Ledger {
+ public:
+  explicit SqliteBus(const std::filesystem::path& db_file, SqliteBusOptions options = {});
+  ~SqliteBus() override;
+
+  void create_topic(const std::string& topic) override;
+  void create_subscription(const std::string& subscription, const std::string& topic) override;
+  std::vector<std::string> publish(const std::string& topic, const std::vector<OutMessage>& batch) override;
+  std::vector<Message> pull(const std::string& subscription, std::size_t max, std::chrono::seconds lease) override;
+  void ack(const std::string& subscription, const std::vector<std::string>& ack_ids) override;
+  void nack(const std::string& subscription, const std::vector<std::string>& ack_ids) override;
+  void extend(const std::string& subscription, const std::vector<std::string>& ack_ids,
+              std::chrono::seconds lease) override;
+
+  void prepare(const PreparedBatch& batch) override;
+  void commit(const PreparedBatch& batch, const std::string& subscription) override;
+  std::vector<PreparedBatch> pending(const std::string& consumer) override;
+  bool seen(const std::string& consumer, const std::string& message_id) override;
+  ExtractionCounts counts(const std::string& consumer, const std::string& extraction_id) override;
+
+  // Introspection for tests and GET /v1/... : messages dead-lettered on a subscription, and how many
+  // are waiting (not acked, not dead).
+  std::vector<Message> dead_letters(const std::string& subscription);
+  std::size_t backlog(const std::string& subscription);
+
+ private:
+  std::mutex mu_;
+  sqlite3* db_ = nullptr;
+  SqliteBusOptions options_;
+};
+
+}  // namespace apilake

@@ -1,0 +1,29 @@
+// Typed rows -> one Parquet file (ZSTD, microsecond timestamps) through DuckDB's appender and COPY.
+// The file is written at `path` (a staging path) and fsynced before write() returns.
+#pragma once
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "curate/row.h"
+#include "definition/definition.h"
+#include "duck/duck.h"
+
+namespace apilake {
+
+struct Column {
+  std::string name;
+  FieldType type;
+};
+
+class ParquetSink {
+ public:
+  explicit ParquetSink(duck::Database& db);
+  // Writes rows (each with one Value per column, in column order) to path. Throws duck::Error.
+  void write(const std::filesystem::path& path, const std::vector<Column>& columns, const std::vector<Row>& rows);
+
+ private:
+  duck::Connection con_;
+};
+
+}  // namespace apilake

@@ -1,0 +1,54 @@
+// A small HTTP/1.1 server on Boost.Beast/Asio: keep-alive, a body size cap, a thread pool running
+// one io_context. Knows nothing of routes: every request goes to the Handler. Used by the API and by
+// the demo/test replay of recorded upstream responses.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace apilake {
+
+struct ServerRequest {
+  std::string method;                                      // "GET", "POST", ...
+  std::string target;                                      // path + query, as sent
+  std::string path;                                        // decoded path, no query
+  std::vector<std::pair<std::string, std::string>> query;  // decoded query parameters, in order
+  std::vector<std::pair<std::string, std::string>> headers; // names lower-cased
+  std::string body;
+  std::string header(std::string_view name) const;         // "" when absent
+  std::string query_param(std::string_view name) const;    // "" when absent
+};
+
+struct ServerResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+using Handler = std::function<ServerResponse(const ServerRequest&)>;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;          // 0 = pick a free port (see HttpServer::port())
+  int threads = 2;
+  std::size_t max_body_bytes = 8u << 20;  // larger request bodies get 413
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions options, Handler handler);
+  ~HttpServer();  // stops and joins
+  void start();   // binds, listens, runs the threads; throws std::runtime_error if bind fails
+  void stop();
+  uint16_t port() const;  // the bound port
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace apilake
