@@ -2,8 +2,11 @@
 // <source>_<endpoint> over curated/<source>/<endpoint>/**/*.parquet (union_by_name). Only a single
 // SELECT is accepted; the session can read nothing outside the lake (allowed_directories,
 // enable_external_access=false, lock_configuration) and queries time out.
+// A dataset's view appears once its folder holds a .parquet file (checked before every query, no
+// restart needed). Queries run one at a time (DuckDB itself uses `threads` for each).
 #pragma once
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -25,28 +28,36 @@ struct QueryResult {
   std::vector<std::string> columns;
   std::vector<std::string> types;                                 // DuckDB type names
   std::vector<std::vector<std::optional<std::string>>> rows;       // text form; JSON typing by the API
+  bool truncated = false;                                          // more than max_rows rows existed
 };
 
 struct QueryOptions {
   std::chrono::milliseconds timeout{10000};
   std::size_t max_rows = 10000;
+  int threads = 2;
+  std::string memory_limit = "1GB";
 };
 
 class QueryService {
  public:
   // lake_root: absolute local directory of the lake.
+  // Throws QueryError(500) when DuckDB cannot be set up.
   QueryService(std::string lake_root, const std::vector<Source>& sources, QueryOptions options = {});
+  // 400: not a single SELECT, SQL error, file outside the lake; 408: timeout. Text values are
+  // DuckDB's own VARCHAR casts (dates ISO, TIMESTAMPTZ in UTC, lists/structs as DuckDB prints them).
   QueryResult run(const std::string& sql);   // throws QueryError
-  std::vector<std::string> views();          // the dataset views that exist now
+  std::vector<std::string> views();          // the dataset views that exist now (sorted)
 
  private:
-  void refresh_views();
+  void refresh_views();  // caller holds mu_
+  QueryResult execute(const std::string& sql, bool& timed_out);
   std::string root_;
   std::vector<std::pair<std::string, std::string>> datasets_;  // view name, curated dir
   std::set<std::string> created_;
   QueryOptions options_;
   duck::Database db_;
   duck::Connection admin_;   // creates views (before and after lock)
+  std::unique_ptr<duck::Connection> query_;  // runs user SQL; replaced after a timeout
   std::mutex mu_;
 };
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -18,6 +19,7 @@ struct ServerRequest {
   std::vector<std::pair<std::string, std::string>> query;  // decoded query parameters, in order
   std::vector<std::pair<std::string, std::string>> headers; // names lower-cased
   std::string body;
+  std::string remote;                                      // peer "address:port" (one per connection)
   std::string header(std::string_view name) const;         // "" when absent
   std::string query_param(std::string_view name) const;    // "" when absent
 };
@@ -42,8 +44,9 @@ class HttpServer {
  public:
   HttpServer(ServerOptions options, Handler handler);
   ~HttpServer();  // stops and joins
-  void start();   // binds, listens, runs the threads; throws std::runtime_error if bind fails
-  void stop();
+  void start();   // binds, listens, runs the threads; throws std::runtime_error if bind fails or
+                  // if called twice
+  void stop();    // idempotent; closes the listener and every open connection, joins the threads
   uint16_t port() const;  // the bound port
 
  private:

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: set up, build, and run the embedded pipeline with the offline demo upstream.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$here/scripts/setup.sh"
+bash "$here/scripts/build.sh"
+cd "$here"
+exec build/apilake up --demo "$@"

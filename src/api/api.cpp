@@ -1,0 +1,312 @@
+#include "api/api.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+namespace json = boost::json;
+
+namespace apilake {
+namespace {
+
+ServerResponse json_response(int status, const json::value& v) {
+  ServerResponse r;
+  r.status = status;
+  r.body = json::serialize(v);
+  return r;
+}
+
+std::string new_extraction_id() {
+  // 128 random bits, hex: unguessable, so ids can be handed out without leaking others' extractions.
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string iso_time(int64_t us) {
+  if (us == 0) return "";
+  std::time_t secs = static_cast<std::time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>((us / 1000) % 1000));
+  return buf;
+}
+
+// Parses a request body as a JSON object or returns a 400 problem.
+std::optional<json::object> parse_object(const std::string& body, ServerResponse& error) {
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) {
+    error = problem(400, "Bad Request", "request body is not valid JSON: " + ec.message());
+    return std::nullopt;
+  }
+  if (!v.is_object()) {
+    error = problem(400, "Bad Request", "request body must be a JSON object");
+    return std::nullopt;
+  }
+  return std::move(v.as_object());
+}
+
+bool is_integer_type(const std::string& t) {
+  return t == "BIGINT" || t == "INTEGER" || t == "SMALLINT" || t == "TINYINT" || t == "UBIGINT" ||
+         t == "UINTEGER" || t == "USMALLINT" || t == "UTINYINT";
+}
+bool is_float_type(const std::string& t) {
+  return t == "DOUBLE" || t == "FLOAT" || t.rfind("DECIMAL", 0) == 0 || t == "HUGEINT" || t == "UHUGEINT";
+}
+
+json::value typed_cell(const std::optional<std::string>& text, const std::string& type) {
+  if (!text) return nullptr;
+  try {
+    if (is_integer_type(type)) return std::stoll(*text);
+    if (is_float_type(type)) return std::stod(*text);
+  } catch (const std::exception&) {
+    // Out of range for the JSON number we'd build (e.g. UBIGINT max): fall through to text.
+  }
+  if (type == "BOOLEAN") return *text == "true";
+  return json::string(*text);
+}
+
+}  // namespace
+
+ServerResponse problem(int status, const std::string& title, const std::string& detail) {
+  ServerResponse r;
+  r.status = status;
+  r.content_type = "application/problem+json";
+  r.body = json::serialize(json::object{{"type", "about:blank"}, {"title", title}, {"status", status}, {"detail", detail}});
+  return r;
+}
+
+Api::Api(ApiDeps deps) : deps_(std::move(deps)) {
+  json::array sources;
+  for (const auto& s : *deps_.sources) {
+    json::array endpoints;
+    for (const auto& e : s.endpoints) {
+      json::object params;
+      for (const auto& p : e.params) {
+        json::object spec{{"type", to_string(p.type)},
+                          {"in", p.in == ParamLocation::Path ? "path" : "query"},
+                          {"required", p.required},
+                          {"description", p.description}};
+        if (p.default_value) spec["default"] = *p.default_value;
+        params[p.name] = std::move(spec);
+      }
+      json::object example;
+      for (const auto& [k, v] : e.example) example[k] = v;
+      json::array fields;
+      for (const auto& f : e.schema.fields)
+        fields.push_back(json::object{{"name", f.name}, {"type", to_string(f.type)}, {"required", f.required}});
+      endpoints.push_back(json::object{{"name", e.name},
+                                       {"description", e.description},
+                                       {"dataset", s.name + "_" + e.name},
+                                       {"params", std::move(params)},
+                                       {"example", std::move(example)},
+                                       {"schema", json::object{{"version", e.schema.version}, {"fields", std::move(fields)}}}});
+    }
+    sources.push_back(json::object{{"name", s.name}, {"description", s.description}, {"endpoints", std::move(endpoints)}});
+  }
+  sources_json_ = json::serialize(json::object{{"sources", std::move(sources)}});
+}
+
+bool Api::authorized(const ServerRequest& request) const {
+  if (deps_.api_keys.empty()) return true;
+  std::string key = request.header("x-api-key");
+  if (key.empty()) {
+    std::string auth = request.header("authorization");
+    if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
+  }
+  if (key.empty()) return false;
+  for (const auto& k : deps_.api_keys) {
+    // Constant-time comparison: the key check must not leak prefixes through timing.
+    if (k.size() != key.size()) continue;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < k.size(); ++i) diff |= static_cast<unsigned char>(k[i] ^ key[i]);
+    if (diff == 0) return true;
+  }
+  return false;
+}
+
+ServerResponse Api::handle(const ServerRequest& request) {
+  const std::string& path = request.path;
+  const std::string& method = request.method;
+  auto method_not_allowed = [&](const char* allow) {
+    auto r = problem(405, "Method Not Allowed", method + " is not allowed on " + path);
+    r.headers.emplace_back("Allow", allow);
+    return r;
+  };
+  auto unauthorized = [&] {
+    auto r = problem(401, "Unauthorized", "an API key is required (Authorization: Bearer <key> or X-API-Key)");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  };
+
+  if (path == "/healthz") {
+    if (method != "GET" && method != "HEAD") return method_not_allowed("GET, HEAD");
+    return json_response(200, json::object{{"status", "ok"}});
+  }
+  if (path == "/v1/sources") {
+    if (method != "GET") return method_not_allowed("GET");
+    return sources();
+  }
+  if (path == "/v1/extractions") {
+    if (method != "POST") return method_not_allowed("POST");
+    if (!authorized(request)) return unauthorized();
+    return create_extraction(request);
+  }
+  static constexpr std::string_view kExtraction = "/v1/extractions/";
+  if (path.rfind(kExtraction, 0) == 0) {
+    if (method != "GET") return method_not_allowed("GET");
+    std::string id = path.substr(kExtraction.size());
+    if (id.empty() || id.find('/') != std::string::npos)
+      return problem(404, "Not Found", "no such extraction: " + id);
+    return get_extraction(id);
+  }
+  if (path == "/v1/query") {
+    if (method != "POST") return method_not_allowed("POST");
+    if (!authorized(request)) return unauthorized();
+    return query(request);
+  }
+  return problem(404, "Not Found", "no route for " + method + " " + path);
+}
+
+ServerResponse Api::sources() {
+  ServerResponse r;
+  r.body = sources_json_;
+  return r;
+}
+
+ServerResponse Api::create_extraction(const ServerRequest& request) {
+  ServerResponse error;
+  auto body = parse_object(request.body, error);
+  if (!body) return error;
+
+  auto* source_v = body->if_contains("source");
+  if (!source_v || !source_v->is_string())
+    return problem(400, "Bad Request", "\"source\" is required and must be a string");
+  const std::string source_name(source_v->as_string());
+  const Source* source = nullptr;
+  for (const auto& s : *deps_.sources)
+    if (s.name == source_name) source = &s;
+  if (!source) return problem(404, "Not Found", "unknown source '" + source_name + "' (see GET /v1/sources)");
+
+  const Endpoint* endpoint = nullptr;
+  if (auto* ep = body->if_contains("endpoint"); ep && !ep->is_null()) {
+    if (!ep->is_string()) return problem(400, "Bad Request", "\"endpoint\" must be a string");
+    endpoint = source->endpoint(std::string(ep->as_string()));
+    if (!endpoint)
+      return problem(404, "Not Found",
+                     "source '" + source_name + "' has no endpoint '" + std::string(ep->as_string()) + "'");
+  } else if (source->endpoints.size() == 1) {
+    endpoint = &source->endpoints.front();
+  } else {
+    std::string names;
+    for (const auto& e : source->endpoints) names += (names.empty() ? "" : ", ") + e.name;
+    return problem(400, "Bad Request", "source '" + source_name + "' has several endpoints; name one of: " + names);
+  }
+
+  Params given;
+  if (auto* p = body->if_contains("params"); p && !p->is_null()) {
+    if (!p->is_object()) return problem(400, "Bad Request", "\"params\" must be a JSON object");
+    for (const auto& [k, v] : p->as_object()) {
+      std::string key(k);
+      switch (v.kind()) {
+        case json::kind::string: given[key] = std::string(v.as_string()); break;
+        case json::kind::int64: given[key] = std::to_string(v.as_int64()); break;
+        case json::kind::uint64: given[key] = std::to_string(v.as_uint64()); break;
+        case json::kind::double_: given[key] = json::serialize(v); break;
+        case json::kind::bool_: given[key] = v.as_bool() ? "true" : "false"; break;
+        case json::kind::null: break;  // same as absent
+        default:
+          return problem(400, "Bad Request", "parameter '" + key + "' must be a string, number or boolean");
+      }
+    }
+  }
+  Params params;
+  try {
+    params = validate_params(*endpoint, given);
+  } catch (const ParamError& e) {
+    return problem(400, "Bad Request", e.what());
+  }
+
+  Extraction ex;
+  ex.id = new_extraction_id();
+  ex.source = source->name;
+  ex.endpoint = endpoint->name;
+  json::object pj;
+  for (const auto& [k, v] : params) pj[k] = v;
+  ex.params_json = json::serialize(pj);
+  ex.status = "queued";
+  ex.created_us = now_us();
+  if (!deps_.extractions->submit(ex))
+    return problem(503, "Service Unavailable", "too many queued extractions; retry later");
+
+  auto r = json_response(202, json::object{{"id", ex.id}, {"status", "queued"}});
+  r.headers.emplace_back("Location", "/v1/extractions/" + ex.id);
+  return r;
+}
+
+ServerResponse Api::get_extraction(const std::string& id) {
+  auto e = deps_.store->get(id);
+  if (!e) return problem(404, "Not Found", "no such extraction: " + id);
+  auto curated = deps_.ledger->counts("curate", id);
+  json::object o{{"id", e->id},
+                 {"source", e->source},
+                 {"endpoint", e->endpoint},
+                 {"params", json::parse(e->params_json)},
+                 {"status", e->status},
+                 {"pages", e->pages},
+                 {"records", e->records},
+                 {"bytes", e->bytes},
+                 {"curated", curated.rows},
+                 {"deadlettered", curated.deadlettered},
+                 {"created_at", iso_time(e->created_us)}};
+  if (e->finished_us) o["finished_at"] = iso_time(e->finished_us);
+  if (!e->error.empty()) o["error"] = e->error;
+  return json_response(200, o);
+}
+
+ServerResponse Api::query(const ServerRequest& request) {
+  ServerResponse error;
+  auto body = parse_object(request.body, error);
+  if (!body) return error;
+  auto* sql = body->if_contains("sql");
+  if (!sql || !sql->is_string() || sql->as_string().empty())
+    return problem(400, "Bad Request", "\"sql\" is required and must be a non-empty string");
+  try {
+    QueryResult result = deps_.query->run(std::string(sql->as_string()));
+    json::array columns;
+    for (const auto& c : result.columns) columns.push_back(json::string(c));
+    json::array rows;
+    rows.reserve(result.rows.size());
+    for (const auto& row : result.rows) {
+      json::array out;
+      out.reserve(row.size());
+      for (std::size_t i = 0; i < row.size(); ++i) out.push_back(typed_cell(row[i], result.types[i]));
+      rows.push_back(std::move(out));
+    }
+    json::array types;
+    for (const auto& t : result.types) types.push_back(json::string(t));
+    return json_response(200, json::object{{"columns", std::move(columns)},
+                                           {"types", std::move(types)},
+                                           {"rows", std::move(rows)},
+                                           {"truncated", result.truncated}});
+  } catch (const QueryError& e) {
+    const char* title = e.status == 408 ? "Request Timeout" : e.status == 400 ? "Bad Request" : "Internal Server Error";
+    return problem(e.status, title, e.what());
+  }
+}
+
+}  // namespace apilake

@@ -1,0 +1,137 @@
+#include "api/extraction_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
+#include <ctime>
+
+namespace apilake {
+namespace {
+
+std::string rfc3339(int64_t us) {
+  std::time_t secs = static_cast<std::time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(us % 1000000));
+  return buf;
+}
+
+Params params_from_json(const std::string& text) {
+  Params out;
+  auto v = boost::json::parse(text);
+  for (const auto& [k, val] : v.as_object()) out[std::string(k)] = std::string(val.as_string());
+  return out;
+}
+
+}  // namespace
+
+ExtractionService::ExtractionService(const std::vector<Source>& sources, ExtractionStore& store, Bus& bus,
+                                     ExtractionServiceOptions options)
+    : sources_(sources), store_(store), bus_(bus), options_(std::move(options)) {}
+
+ExtractionService::~ExtractionService() { stop(); }
+
+void ExtractionService::start() {
+  for (const auto& e : store_.unfinished()) {
+    if (e.status == "running") {
+      spdlog::info("extraction {} was interrupted; running it again (pages already published are skipped)", e.id);
+      store_.reset_progress(e.id);
+    }
+    std::lock_guard lock(mu_);
+    queue_.push_back(e.id);
+  }
+  stopping_ = false;
+  for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { worker(); });
+}
+
+void ExtractionService::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+bool ExtractionService::submit(const Extraction& e) {
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= options_.max_queue) return false;
+  }
+  store_.insert(e);
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(e.id);
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void ExtractionService::worker() {
+  for (;;) {
+    std::string id;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      id = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    try {
+      run_one(id);
+    } catch (const std::exception& ex) {
+      // Anything unexpected fails this extraction, never the worker.
+      spdlog::error("extraction {} failed: {}", id, ex.what());
+      try {
+        store_.finish(id, false, ex.what());
+      } catch (...) {
+      }
+    }
+  }
+}
+
+void ExtractionService::run_one(const std::string& id) {
+  auto e = store_.get(id);
+  if (!e) return;
+  const Source* source = nullptr;
+  for (const auto& s : sources_)
+    if (s.name == e->source) source = &s;
+  const Endpoint* endpoint = source ? source->endpoint(e->endpoint) : nullptr;
+  if (!endpoint) {
+    store_.finish(id, false, "source " + e->source + "." + e->endpoint + " is no longer defined");
+    return;
+  }
+  store_.set_running(id);
+  Params params = validate_params(*endpoint, params_from_json(e->params_json));
+  Fetcher fetcher(options_.http, options_.retry);
+  const std::string schema_version = std::to_string(endpoint->schema.version);
+  try {
+    int pages = fetcher.run(*source, *endpoint, params, [&](Page&& page) {
+      OutMessage m;
+      m.attributes = {{"source", source->name},
+                      {"endpoint", endpoint->name},
+                      {"extraction_id", id},
+                      {"page", std::to_string(page.number)},
+                      {"fetched_at", rfc3339(page.fetched_at_us)},
+                      {"content_type", page.content_type},
+                      {"schema_version", schema_version},
+                      {"url", page.url}};
+      m.dedup_key = id + ":" + std::to_string(page.number);
+      const auto bytes = static_cast<int64_t>(page.body.size());
+      const auto records = static_cast<int64_t>(page.records);
+      m.data = std::move(page.body);
+      bus_.publish(options_.topic, {m});
+      store_.add_page(id, records, bytes);
+    });
+    store_.finish(id, true, "");
+    spdlog::info("extraction {} ({}.{}) succeeded: {} pages", id, source->name, endpoint->name, pages);
+  } catch (const FetchError& ex) {
+    store_.finish(id, false, ex.what());
+    spdlog::warn("extraction {} ({}.{}) failed: {}", id, source->name, endpoint->name, ex.what());
+  }
+}
+
+}  // namespace apilake

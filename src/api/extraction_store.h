@@ -1,0 +1,53 @@
+// Durable record of extractions (SQLite, WAL): what was asked, its fetch progress and outcome.
+// Curated/dead-lettered counts are not stored here: they come from the delivery ledger, written in
+// the same transaction as the curator's acks, so they are exact after crashes.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace apilake {
+
+struct Extraction {
+  std::string id;
+  std::string source;
+  std::string endpoint;
+  std::string params_json;   // the validated params as a JSON object
+  std::string status;        // queued | running | succeeded | failed
+  int64_t pages = 0;
+  int64_t records = 0;
+  int64_t bytes = 0;
+  std::string error;
+  int64_t created_us = 0;
+  int64_t finished_us = 0;
+};
+
+class ExtractionStore {
+ public:
+  explicit ExtractionStore(const std::filesystem::path& db_file);
+  ~ExtractionStore();
+  ExtractionStore(const ExtractionStore&) = delete;
+  ExtractionStore& operator=(const ExtractionStore&) = delete;
+
+  void insert(const Extraction& e);                 // durable when it returns
+  std::optional<Extraction> get(const std::string& id);
+  void set_running(const std::string& id);
+  void add_page(const std::string& id, int64_t records, int64_t bytes);
+  // Resets progress counters (an interrupted extraction runs again from page 1; the bus drops the
+  // pages it already has by their dedup key).
+  void reset_progress(const std::string& id);
+  void finish(const std::string& id, bool ok, const std::string& error);
+  std::vector<Extraction> unfinished();             // queued or running, oldest first
+
+ private:
+  void exec(const std::string& sql);
+  std::mutex mu_;
+  sqlite3* db_ = nullptr;
+};
+
+}  // namespace apilake

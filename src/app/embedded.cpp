@@ -1,0 +1,162 @@
+#include "app/embedded.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "api/api.h"
+#include "api/extraction_service.h"
+#include "api/extraction_store.h"
+#include "app/replay.h"
+#include "archive/archiver.h"
+#include "bus/consumer.h"
+#include "bus/sqlite_bus.h"
+#include "curate/curator.h"
+#include "definition/definition.h"
+#include "duck/duck.h"
+#include "insight/query.h"
+#include "lake/lake.h"
+#include "net/http_server.h"
+
+namespace apilake {
+
+namespace {
+constexpr const char* kTopic = "pages";
+}
+
+struct EmbeddedPipeline::Impl {
+  Config config;
+  std::vector<Source> sources;
+  std::unique_ptr<ReplayServer> replay;
+  std::unique_ptr<LocalLake> lake;
+  std::unique_ptr<SqliteBus> bus;
+  std::unique_ptr<ExtractionStore> store;
+  std::unique_ptr<duck::Database> curate_db;
+  std::unique_ptr<Archiver> archiver;
+  std::unique_ptr<Curator> curator;
+  std::unique_ptr<Consumer> archive_consumer;
+  std::unique_ptr<Consumer> curate_consumer;
+  std::unique_ptr<ExtractionService> extractions;
+  std::unique_ptr<QueryService> query;
+  std::unique_ptr<Api> api;
+  std::unique_ptr<HttpServer> server;
+};
+
+EmbeddedPipeline::EmbeddedPipeline(Config config) : impl_(std::make_unique<Impl>()) {
+  auto& m = *impl_;
+  m.config = std::move(config);
+  const Config& c = m.config;
+  if (!is_loopback(c.host) && c.api_keys.empty())
+    throw std::invalid_argument("refusing to bind " + c.host +
+                                " without API keys: set APILAKE_API_KEYS or --api-key, or bind 127.0.0.1");
+
+  duck::check_library_version();
+  m.sources = load_sources(c.sources_dir);
+  if (c.demo) {
+    m.replay = std::make_unique<ReplayServer>(m.sources, 0);
+    m.replay->start();
+    for (auto& s : m.sources) {
+      if (!std::filesystem::exists(s.dir / "fixtures" / "replay.yaml")) continue;
+      s.base_url = m.replay->base_url_for(s);
+      spdlog::info("demo: source {} replays recorded responses from {}", s.name, s.base_url);
+    }
+  }
+
+  const auto data = std::filesystem::absolute(c.data_dir).lexically_normal();
+  m.lake = std::make_unique<LocalLake>(data);
+  SqliteBusOptions bus_options;
+  bus_options.max_delivery_attempts = c.max_delivery_attempts;
+  m.bus = std::make_unique<SqliteBus>(data / "_state" / "bus.db", bus_options);
+  m.bus->create_topic(kTopic);
+  m.bus->create_subscription("archive", kTopic);
+  m.bus->create_subscription("curate", kTopic);
+  m.store = std::make_unique<ExtractionStore>(data / "_state" / "extractions.db");
+
+  duck::Options curate_db;
+  curate_db.threads = 1;
+  curate_db.memory_limit = "512MB";
+  curate_db.temp_directory = (m.lake->staging_dir() / "duckdb_curate").string();
+  m.curate_db = std::make_unique<duck::Database>(curate_db);
+
+  m.archiver = std::make_unique<Archiver>("archive", m.lake->staging_dir());
+  m.curator = std::make_unique<Curator>(m.sources, *m.curate_db, m.lake->staging_dir());
+  auto commit_file = [lake = m.lake.get()](const StagedFile& f) { lake->commit_staged(f.staged, f.final); };
+  auto consumer_options = [&](const char* name) {
+    ConsumerOptions o;
+    o.consumer = name;
+    o.subscription = name;
+    o.max_messages = c.batch_max_messages;
+    o.max_age = std::chrono::milliseconds(c.batch_max_age_ms);
+    o.lease = std::chrono::seconds(c.ack_deadline_s);
+    return o;
+  };
+  m.archive_consumer = std::make_unique<Consumer>(*m.bus, *m.bus, *m.archiver, commit_file, consumer_options("archive"));
+  m.curate_consumer = std::make_unique<Consumer>(*m.bus, *m.bus, *m.curator, commit_file, consumer_options("curate"));
+
+  ExtractionServiceOptions ex;
+  ex.topic = kTopic;
+  ex.workers = c.fetch_workers;
+  m.extractions = std::make_unique<ExtractionService>(m.sources, *m.store, *m.bus, ex);
+
+  QueryOptions qo;
+  qo.timeout = std::chrono::milliseconds(c.query_timeout_ms);
+  m.query = std::make_unique<QueryService>(m.lake->local_root(), m.sources, qo);
+
+  ApiDeps deps{&m.sources, m.store.get(), m.extractions.get(), m.bus.get(), m.query.get(), c.api_keys};
+  m.api = std::make_unique<Api>(deps);
+  ServerOptions so;
+  so.host = c.host;
+  so.port = c.port;
+  so.threads = c.http_threads;
+  m.server = std::make_unique<HttpServer>(so, [api = m.api.get()](const ServerRequest& r) { return api->handle(r); });
+}
+
+EmbeddedPipeline::~EmbeddedPipeline() { stop(); }
+
+void EmbeddedPipeline::start() {
+  auto& m = *impl_;
+  m.archive_consumer->start();
+  m.curate_consumer->start();
+  m.extractions->start();
+  m.server->start();
+  spdlog::info("apilake up: API on http://{}:{} — data in {}", m.config.host, m.server->port(), m.lake->local_root());
+  if (m.config.api_keys.empty())
+    spdlog::warn("no API keys configured: the API is open (allowed only on loopback)");
+}
+
+void EmbeddedPipeline::stop() {
+  auto& m = *impl_;
+  if (m.server) m.server->stop();
+  if (m.extractions) m.extractions->stop();
+  if (m.curate_consumer) m.curate_consumer->stop();
+  if (m.archive_consumer) m.archive_consumer->stop();
+}
+
+uint16_t EmbeddedPipeline::port() const { return impl_->server->port(); }
+
+int run_up(Config config) {
+  // Block the signals before any thread starts so every thread inherits the mask and sigwait below
+  // is the only receiver.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::optional<EmbeddedPipeline> pipeline;
+  try {
+    pipeline.emplace(std::move(config));
+    pipeline->start();
+  } catch (const std::exception& e) {
+    spdlog::error("apilake up: {}", e.what());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("apilake up: signal {} received, stopping", sig);
+  pipeline->stop();
+  return 0;
+}
+
+}  // namespace apilake
