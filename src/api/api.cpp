@@ -7,6 +7,8 @@
 #include <cstring>
 #include <random>
 
+#include <fmt/chrono.h>
+
 namespace json = boost::json;
 
 namespace apilake {
@@ -35,14 +37,7 @@ int64_t now_us() {
 }
 
 std::string iso_time(int64_t us) {
-  if (us == 0) return "";
-  std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>((us / 1000) % 1000));
-  return buf;
+  return fmt::format("{:%FT%T}Z", std::chrono::sys_time<std::chrono::microseconds>(std::chrono::microseconds(us)));
 }
 
 // Parses a request body as a JSON object or returns a 400 problem.

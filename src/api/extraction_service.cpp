@@ -3,19 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
-#include <ctime>
+#include <fmt/chrono.h>
 
 namespace apilake {
 namespace {
 
+// RFC 3339 UTC with microseconds, e.g. 2026-11-26T08:53:47.123456Z.
 std::string rfc3339(int64_t us) {
-  std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(us % 1000000));
-  return buf;
+  return fmt::format("{:%FT%T}Z", std::chrono::sys_time<std::chrono::microseconds>(std::chrono::microseconds(us)));
 }
 
 Params params_from_json(const std::string& text) {

@@ -1,6 +1,8 @@
 #include "archive/archiver.h"
 
 #include <avro.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <map>
 #include <random>
 #include <stdexcept>
+#include <system_error>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -136,9 +139,116 @@ std::string unique_token() {
   return fmt::format("{}-{:x}-{}", ::getpid(), salt, counter.fetch_add(1));
 }
 
-}  // namespace
+// avro-c 1.11 has no logical types: it parses "logicalType" away and writes the bare long schema
+// into the file header. Readers (Python, Java, BigQuery) need the annotation to see publish_time as
+// a timestamp, as in Pub/Sub's own files, so the header is rebuilt with the declared schema JSON;
+// the sync marker and the data blocks are copied byte for byte (kernel-side copy_file_range).
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { if (fd_ >= 0) ::close(fd_); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  void close_checked(const fs::path& p) {
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw std::system_error(errno, std::generic_category(), "close " + p.string());
+  }
+ private:
+  int fd_;
+};
 
-namespace {
+struct HeaderReader {
+  std::string buf;
+  std::size_t pos = 0;
+  const fs::path& file;
+  unsigned char byte() {
+    if (pos >= buf.size()) throw std::runtime_error("avro: truncated header in " + file.string());
+    return static_cast<unsigned char>(buf[pos++]);
+  }
+  int64_t varlong() {
+    uint64_t n = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      const unsigned char b = byte();
+      n |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return static_cast<int64_t>(n >> 1) ^ -static_cast<int64_t>(n & 1);
+    }
+    throw std::runtime_error("avro: bad varint in header of " + file.string());
+  }
+  std::string bytes() {
+    const int64_t n = varlong();
+    if (n < 0 || static_cast<uint64_t>(n) > buf.size() - pos) throw std::runtime_error("avro: bad header in " + file.string());
+    std::string out = buf.substr(pos, static_cast<std::size_t>(n));
+    pos += static_cast<std::size_t>(n);
+    return out;
+  }
+};
+
+void put_varlong(std::string& out, int64_t v) {
+  uint64_t n = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+  while (n >= 0x80) {
+    out.push_back(static_cast<char>((n & 0x7f) | 0x80));
+    n >>= 7;
+  }
+  out.push_back(static_cast<char>(n));
+}
+
+void put_bytes(std::string& out, const std::string& s) {
+  put_varlong(out, static_cast<int64_t>(s.size()));
+  out += s;
+}
+
+void restore_schema(const fs::path& written, const fs::path& dest, const std::string& schema_json) {
+  Fd in(::open(written.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) throw std::system_error(errno, std::generic_category(), "open " + written.string());
+  struct stat st {};
+  if (::fstat(in.get(), &st) != 0) throw std::system_error(errno, std::generic_category(), "stat " + written.string());
+  // The header (magic, metadata map, sync marker) is well under 64 KiB: a schema and a codec name.
+  HeaderReader h{std::string(std::min<std::size_t>(static_cast<std::size_t>(st.st_size), 1 << 16), '\0'), 0, written};
+  if (::pread(in.get(), h.buf.data(), h.buf.size(), 0) != static_cast<ssize_t>(h.buf.size()))
+    throw std::runtime_error("avro: cannot read header of " + written.string());
+  for (const char c : std::string("Obj\x01", 4))
+    if (h.byte() != static_cast<unsigned char>(c)) throw std::runtime_error("avro: bad magic in " + written.string());
+  std::vector<std::pair<std::string, std::string>> meta;
+  for (int64_t count = h.varlong(); count != 0; count = h.varlong()) {
+    if (count < 0) {
+      count = -count;
+      h.varlong();  // block byte size, not needed
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      std::string key = h.bytes();
+      std::string value = h.bytes();
+      meta.emplace_back(std::move(key), std::move(value));
+    }
+  }
+  std::string header("Obj\x01", 4);
+  put_varlong(header, static_cast<int64_t>(meta.size()));
+  for (auto& [key, value] : meta) {
+    put_bytes(header, key);
+    put_bytes(header, key == "avro.schema" ? schema_json : value);
+  }
+  put_varlong(header, 0);
+  for (int i = 0; i < 16; ++i) header.push_back(static_cast<char>(h.byte()));  // sync marker
+
+  Fd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (out.get() < 0) throw std::system_error(errno, std::generic_category(), "create " + dest.string());
+  for (std::size_t done = 0; done < header.size();) {
+    const ssize_t n = ::write(out.get(), header.data() + done, header.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::system_error(errno, std::generic_category(), "write " + dest.string());
+    done += static_cast<std::size_t>(n);
+  }
+  off_t from = static_cast<off_t>(h.pos);
+  while (from < st.st_size) {
+    const ssize_t n = ::copy_file_range(in.get(), &from, out.get(), nullptr, static_cast<std::size_t>(st.st_size - from), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::system_error(errno, std::generic_category(), "copy into " + dest.string());
+    if (n == 0) throw std::runtime_error("avro: " + written.string() + " shrank while being copied");
+  }
+  if (::fsync(out.get()) != 0) throw std::system_error(errno, std::generic_category(), "fsync " + dest.string());
+  out.close_checked(dest);
+}
 
 void write_records(const fs::path& path, const std::string& subscription_name,
                    const std::vector<const Message*>& messages) {
@@ -154,11 +264,14 @@ void write_records(const fs::path& path, const std::string& subscription_name,
   std::size_t block = kMinBlockSize;
   for (const Message* m : messages) block = std::max(block, record_bound(subscription_name, *m));
 
-  // avro-c opens the file for exclusive creation; a leftover from a failed attempt is ours to replace.
+  // avro-c writes a side file (opened for exclusive creation, so a leftover from a failed attempt
+  // is removed first); restore_schema then produces path from it.
+  fs::path side = path;
+  side += ".avroc";
   std::error_code ec;
-  fs::remove(path, ec);
+  fs::remove(side, ec);
   avro_file_writer_t writer = nullptr;
-  check(avro_file_writer_create_with_codec(path.c_str(), schema.s, &writer, "deflate", block), "create file writer");
+  check(avro_file_writer_create_with_codec(side.c_str(), schema.s, &writer, "deflate", block), "create file writer");
   try {
     for (const Message* m : messages) {
       check(avro_value_reset(&rec.v), "reset record");
@@ -168,9 +281,13 @@ void write_records(const fs::path& path, const std::string& subscription_name,
     avro_file_writer_t w = writer;
     writer = nullptr;
     check(avro_file_writer_close(w), "close file writer");
-    fsync_file(path);
+    restore_schema(side, path, kSchemaJson);
+    fs::remove(side);
+    // The staged name must survive a crash too: the ledger records it before the commit.
+    fsync_file(path.parent_path().empty() ? fs::path(".") : path.parent_path());
   } catch (...) {
     if (writer) avro_file_writer_close(writer);
+    fs::remove(side, ec);
     fs::remove(path, ec);
     throw;
   }

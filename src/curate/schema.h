@@ -2,10 +2,13 @@
 // Pure, no I/O. Rules (docs/schema.md): each field is read at its JSON pointer; absent or null is
 // NULL unless required (missing_required). Strings holding numbers/bools are coerced; dates and
 // timestamps follow the field's format. Anything else is type_mismatch / bad_format / out_of_range.
+// The first failing field in schema order names the reason; a malformed record is parse_error.
 #pragma once
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <simdjson.h>
 
@@ -25,23 +28,71 @@ struct Outcome {
   std::optional<Reason> reason;
 };
 
+namespace schema_detail {
+// A compiled date/time pattern: tokens dd MM yyyy HH mm ss, every other character a literal.
+enum class Token : uint8_t { Literal, Year4, Month2, Day2, Hour2, Minute2, Second2 };
+struct PatternItem {
+  Token token;
+  char literal;
+};
+enum class TimeFormat : uint8_t { Iso8601, EpochS, EpochMs, Pattern };
+struct FieldPlan {
+  FieldType type = FieldType::String;
+  bool required = false;
+  bool decimal_comma = false;
+  TimeFormat time_format = TimeFormat::Iso8601;
+  std::vector<PatternItem> pattern;  // Date (always) and Timestamp with TimeFormat::Pattern
+  std::string format_text;           // the pattern as declared, for reasons
+};
+// One JSON-pointer segment; the schema's pointers form a tree walked once per record.
+struct PointerNode {
+  std::string key;                  // unescaped segment ("" for the root)
+  int64_t index = -1;               // the segment as an array index, -1 when it is not one
+  std::vector<uint32_t> fields;     // fields whose pointer ends here
+  std::vector<uint32_t> children;   // node ids
+};
+}  // namespace schema_detail
+
+// Problems in a schema that make it unusable (bad pointer, unknown format, bad pattern); empty = ok.
+std::vector<std::string> schema_problems(const Schema& schema);
+
 class RecordValidator {
  public:
+  // Throws std::invalid_argument listing schema_problems() when the schema is unusable.
   explicit RecordValidator(const Schema& schema);
   // The record as raw JSON text (one element of the records array).
   Outcome apply(std::string_view record_json);
-  // The record as an on-demand value already positioned by the caller's parser.
+  // The record as an on-demand value already positioned by the caller's parser. The value is
+  // consumed (iterated to its end) unless it is not an object.
   Outcome apply(simdjson::ondemand::value record);
   const Schema& schema() const { return schema_; }
 
  private:
+  struct Scalar;
+  Outcome apply_object(simdjson::ondemand::object object);
+  simdjson::error_code walk_object(simdjson::ondemand::object object, uint32_t node);
+  simdjson::error_code walk_array(simdjson::ondemand::array array, uint32_t node);
+  simdjson::error_code visit(simdjson::ondemand::value& value, uint32_t node);
+  void convert(uint32_t field, const Scalar& scalar);
+  Outcome finish();
+
   Schema schema_;
+  std::vector<schema_detail::FieldPlan> plans_;
+  std::vector<schema_detail::PointerNode> nodes_;  // nodes_[0] is the record itself
   simdjson::ondemand::parser parser_;
   simdjson::padded_string buffer_;
+  // Per-record scratch, reused to avoid allocations.
+  enum class Slot : uint8_t { Absent, Null, Set, Failed };
+  std::vector<Slot> slots_;
+  std::vector<Value> values_;
+  std::vector<Reason> failures_;
+  std::vector<uint8_t> visited_;
 };
 
 // Parses "dd/MM/yyyy"-style patterns (dd, MM, yyyy, HH, mm, ss literals elsewhere) — exposed for tests.
+// Empty pattern = yyyy-MM-dd. nullopt for text not matching, an impossible calendar day or a bad pattern.
 std::optional<DateDays> parse_date(std::string_view text, std::string_view pattern);
+// format: "" or "iso8601", "epoch_s", "epoch_ms", or a pattern (UTC). nullopt when it does not parse.
 std::optional<TimestampUs> parse_timestamp(std::string_view text, std::string_view format);
 int32_t days_from_civil(int y, unsigned m, unsigned d);
 

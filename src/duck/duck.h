@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <duckdb.h>
@@ -27,7 +28,10 @@ struct Options {
 
 // Checks the loaded libduckdb matches the header we built against; throws otherwise.
 void check_library_version();
-std::string library_version();
+// The same check for a given version string (as duckdb_library_version() reports it).
+void check_library_version(std::string_view loaded);
+std::string library_version();   // what the loaded libduckdb reports, e.g. "v1.4.4"
+std::string_view pinned_version();  // the DuckDB release apilake is built against
 
 class Database {
  public:

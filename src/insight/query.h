@@ -50,7 +50,7 @@ class QueryService {
 
  private:
   void refresh_views();  // caller holds mu_
-  QueryResult execute(const std::string& sql, bool& timed_out);
+  QueryResult execute(const std::string& sql);  // on query_, caller holds mu_
   std::string root_;
   std::vector<std::pair<std::string, std::string>> datasets_;  // view name, curated dir
   std::set<std::string> created_;

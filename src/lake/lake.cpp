@@ -93,6 +93,11 @@ void fsync_file(const fs::path& file) {
 
 std::string hour_path(int64_t time_us) {
   using namespace std::chrono;
+  // Four-digit years only: beyond them the calendar arithmetic would overflow and paths stop sorting.
+  constexpr int64_t kMin = -62167219200LL * 1000000;              // 0000-01-01T00:00:00Z
+  constexpr int64_t kMax = 253402300800LL * 1000000 - 1;          // 9999-12-31T23:59:59.999999Z
+  if (time_us < kMin || time_us > kMax)
+    throw std::out_of_range(fmt::format("time {} us is outside years 0000..9999", time_us));
   // floor (not truncation) so that instants before 1970 land in the right hour and day.
   const sys_time<microseconds> t{microseconds{time_us}};
   const auto day = floor<days>(t);

@@ -206,8 +206,9 @@ TEST(EndToEnd, DemoExtractionReachesEveryZoneExactlyAsFetched) {
   // Expected rows from the archived (= fixture) pages with the test's own coercion.
   std::multiset<std::pair<std::string, double>> expected;
   std::vector<json::object> expected_bad;
-  for (const auto& body : pages)
-    for (auto& rec : json::parse(body).as_array()) {
+  for (const auto& body : pages) {
+    json::value page = json::parse(body);
+    for (auto& rec : page.as_array()) {
       auto& o = rec.as_object();
       auto d = o["data"].is_string() ? br_date(std::string(o["data"].as_string())) : std::nullopt;
       auto v = o["valor"].is_string() ? number(std::string(o["valor"].as_string())) : std::nullopt;
@@ -216,6 +217,7 @@ TEST(EndToEnd, DemoExtractionReachesEveryZoneExactlyAsFetched) {
       else
         expected_bad.push_back(o);
     }
+  }
   ASSERT_FALSE(expected_bad.empty()) << "the fixture must plant a bad record";
 
   // Parquet read back with DuckDB directly (not through our API).
@@ -260,7 +262,8 @@ TEST(EndToEnd, DemoExtractionReachesEveryZoneExactlyAsFetched) {
     if (m.extraction_id == bid) {
       EXPECT_TRUE(bbodies.count(m.data));
       EXPECT_TRUE(bpages.insert(m.page).second) << "page archived twice: " << m.page;
-      for (auto& rec : json::parse(m.data).as_array()) {
+      json::value page = json::parse(m.data);
+      for (auto& rec : page.as_array()) {
         auto& o = rec.as_object();
         names[o["id"].is_string() ? std::string(o["id"].as_string()) : json::serialize(o["id"])] =
             o["name"].is_string() ? std::string(o["name"].as_string()) : "";
@@ -309,7 +312,7 @@ TEST(EndToEnd, BadRequestsGetProblemBodiesAndTheServerKeepsServing) {
       {"POST", "/v1/query", "{}", 400, "sql"},
       {"POST", "/v1/query", R"({"sql":"DROP TABLE x"})", 400, ""},
       {"POST", "/v1/query", R"({"sql":"SELECT 1; SELECT 2"})", 400, ""},
-      {"POST", "/v1/query", R"({"sql":"SELECT * FROM read_csv('/etc/passwd')"})", 400, ""},
+      {"POST", "/v1/query", R"j({"sql":"SELECT * FROM read_csv('/etc/passwd')"})j", 400, ""},
       {"POST", "/v1/query", R"({"sql":"SELEC oops"})", 400, ""},
       {"GET", "/v1/nothing-here", "", 404, "no route"},
   };

@@ -164,6 +164,11 @@ TEST(HourPath, KnownInstants) {
   EXPECT_EQ(hour_path(-14182940LL * 1000000), "1969/07/20/20");
   // 2000-01-01T00:00:00Z
   EXPECT_EQ(hour_path(946684800LL * 1000000), "2000/01/01/00");
+  EXPECT_EQ(hour_path(253402300800LL * 1000000 - 1), "9999/12/31/23");
+  EXPECT_EQ(hour_path(-62167219200LL * 1000000), "0000/01/01/00");
+  EXPECT_THROW(hour_path(253402300800LL * 1000000), std::out_of_range);
+  EXPECT_THROW(hour_path(INT64_MIN), std::out_of_range);
+  EXPECT_THROW(hour_path(INT64_MAX), std::out_of_range);
 }
 
 TEST(HourPath, AgreesWithGmtime) {
