@@ -117,6 +117,13 @@ EmbeddedPipeline::~EmbeddedPipeline() { stop(); }
 
 void EmbeddedPipeline::start() {
   auto& m = *impl_;
+  // Roll every prepared batch forward first; whatever is left in staging after that belongs to no
+  // batch (a crash mid-write) and is swept, so staging never grows across crashes.
+  m.archive_consumer->recover();
+  m.curate_consumer->recover();
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(m.lake->staging_dir(), ec))
+    if (e.is_regular_file()) std::filesystem::remove(e.path(), ec);
   m.archive_consumer->start();
   m.curate_consumer->start();
   m.extractions->start();

@@ -1,6 +1,8 @@
 // One consumer loop per subscription: pulls, batches by count and age, hands the batch to a
 // BatchHandler that stages output files, then runs the ledger protocol (ledger.h) and acks.
 // Back-pressure: at most max_messages are held; nothing is pulled while a batch is being written.
+// A failure never stops the loop: a handler that throws gets its batch nacked; a failed file commit
+// leaves the batch pending in the ledger and recover() retries it before the next step.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -46,7 +48,9 @@ class Consumer {
 
  private:
   void loop();
+  std::size_t step(bool force_flush, bool& pulled_any);
   std::size_t flush();
+  void extend_if_due();
   Bus& bus_;
   Ledger& ledger_;
   BatchHandler& handler_;
@@ -54,6 +58,8 @@ class Consumer {
   ConsumerOptions options_;
   std::vector<Message> held_;
   std::chrono::steady_clock::time_point oldest_{};
+  std::chrono::steady_clock::time_point extended_{};  // last lease extension of held_
+  bool recover_due_ = false;  // a batch was left pending: roll it forward before the next step
   std::atomic<bool> running_{false};
   std::thread thread_;
 };

@@ -4,7 +4,8 @@
 //   2. prepare(): records durably "batch B: staged S_i becomes F_i, holds messages M";
 //   3. each S_i is moved to F_i (Lake::commit_staged, idempotent);
 //   4. commit(): marks B committed and acks M in one step.
-// recover() returns prepared-but-uncommitted batches; the consumer rolls them forward (3 and 4).
+// pending() returns prepared-but-uncommitted batches; the consumer rolls them forward (3 and 4), or
+// abandon()s one whose staged file is gone before it reached its final name.
 // A message id already in a prepared or committed batch of this consumer is skipped and acked.
 #pragma once
 #include <cstdint>
@@ -38,9 +39,15 @@ class Ledger {
  public:
   virtual ~Ledger() = default;
   virtual void prepare(const PreparedBatch& batch) = 0;
-  // Marks the batch committed and acks its ack_ids on `subscription`, atomically where the bus allows.
+  // Marks the batch committed and acks its messages on `subscription`, atomically where the bus allows.
+  // Idempotent; throws for a batch that was never prepared.
   virtual void commit(const PreparedBatch& batch, const std::string& subscription) = 0;
   virtual std::vector<PreparedBatch> pending(const std::string& consumer) = 0;
+  // Forgets a prepared batch that can never be rolled forward (a staged file is lost and its final
+  // name does not exist): its messages become deliverable again on `subscription`, even those whose
+  // redelivered copies were acked as duplicates meanwhile. No-op for an unknown batch; throws for a
+  // committed one.
+  virtual void abandon(const PreparedBatch& batch, const std::string& subscription) = 0;
   // True when message_id is in a prepared or committed batch of `consumer`.
   virtual bool seen(const std::string& consumer, const std::string& message_id) = 0;
   // Sum over committed batches of `consumer` for one extraction.

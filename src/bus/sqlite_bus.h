@@ -1,6 +1,9 @@
 // The embedded bus: one SQLite database (WAL, synchronous=FULL) holds topics, subscriptions,
 // messages, per-subscription deliveries and the delivery ledger, so a ledger commit and its acks
 // are one transaction. Safe to use from several threads (one connection, serialised by a mutex).
+// Message ids are decimal integers, never reused; ack ids are "<message id>:<delivery attempt>".
+// Bad arguments (unknown topic/subscription, malformed batches) throw std::invalid_argument;
+// database failures throw std::runtime_error.
 #pragma once
 #include <filesystem>
 #include <memory>
@@ -34,6 +37,7 @@ class SqliteBus final : public Bus, public Ledger {
   void prepare(const PreparedBatch& batch) override;
   void commit(const PreparedBatch& batch, const std::string& subscription) override;
   std::vector<PreparedBatch> pending(const std::string& consumer) override;
+  void abandon(const PreparedBatch& batch, const std::string& subscription) override;
   bool seen(const std::string& consumer, const std::string& message_id) override;
   ExtractionCounts counts(const std::string& consumer, const std::string& extraction_id) override;
 
@@ -43,9 +47,13 @@ class SqliteBus final : public Bus, public Ledger {
   std::size_t backlog(const std::string& subscription);
 
  private:
+  struct Statements;  // prepared-statement cache
+  void require_subscription(const std::string& subscription);  // throws std::invalid_argument
+  void prune(int64_t message_id);  // drops a message no subscription or prepared batch still needs
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   SqliteBusOptions options_;
+  std::unique_ptr<Statements> stmts_;
 };
 
 }  // namespace apilake

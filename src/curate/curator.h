@@ -25,12 +25,15 @@ class Curator final : public BatchHandler {
  public:
   // sources: the loaded definitions (looked up by the message's source/endpoint attributes).
   Curator(const std::vector<Source>& sources, duck::Database& db, std::filesystem::path staging_dir);
+  ~Curator() override;
   PreparedBatch stage(const std::vector<Message>& batch) override;
 
  private:
+  struct State;  // parser, sink and one RecordValidator per dataset, reused across batches
   const std::vector<Source>& sources_;
   duck::Database& db_;
   std::filesystem::path staging_;
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace apilake

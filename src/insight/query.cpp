@@ -230,9 +230,9 @@ try : root_(normalize_root(lake_root)),
     }
   }
   // Timestamps with a time zone print in UTC whatever the machine's zone is.
-  admin_.execute("SET TimeZone='UTC'");
-  // Order matters: allowed_directories only takes effect with external access off, and nothing can
-  // be changed after lock_configuration. The trailing '/' keeps sibling "<root>x" out.
+  admin_.execute("SET GLOBAL TimeZone='UTC'");  // plain SET would be this session only
+  // Order matters: DuckDB refuses allowed_directories once external access is off, and nothing can
+  // be changed after lock_configuration. The spill directory is inside the lake anyway.
   admin_.execute("SET allowed_directories=[" + duck::quote_literal(root_ + "/") + "]");
   admin_.execute("SET enable_external_access=false");
   admin_.execute("SET lock_configuration=true");

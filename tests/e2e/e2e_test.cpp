@@ -59,7 +59,7 @@ struct ArchivedMessage {
 std::vector<ArchivedMessage> read_archive(const std::filesystem::path& data_dir) {
   std::vector<ArchivedMessage> out;
   if (!std::filesystem::exists(data_dir / "raw")) return out;
-  std::string text = run_command("python3 " + std::string(APILAKE_SOURCE_DIR) + "/tests/e2e/read_avro.py " +
+  std::string text = run_command("/usr/bin/python3 " + std::string(APILAKE_SOURCE_DIR) + "/tests/e2e/read_avro.py " +
                                  (data_dir / "raw").string());
   std::istringstream lines(text);
   std::string line;

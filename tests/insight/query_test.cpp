@@ -139,6 +139,7 @@ TEST_F(InsightTest, RejectsEverythingButSelect) {
       "CALL checkpoint()",
       "EXPLAIN SELECT 1",
       "UPDATE shop_orders SET id = 0",
+      "SELECT * FROM query('ATTACH ''" + lake + "/other.db'' AS other')",
       "",
       "   ;  ",
   };
@@ -184,7 +185,6 @@ TEST_F(InsightTest, CannotReadOutsideTheLake) {
       "SELECT * FROM read_parquet('" + root_.string() + "/../" + elsewhere.filename().string() +
           "/secret.parquet')",
       "SELECT * FROM read_parquet('" + sibling.string() + "/secret.parquet')",
-      "SELECT * FROM query('ATTACH ''/tmp/x.db''')",
   };
   for (const auto& sql : attempts) {
     std::string msg;
@@ -288,6 +288,23 @@ TEST_F(InsightTest, ConcurrentCallersAreSerialised) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), 40);
+}
+
+TEST_F(InsightTest, SettingsArePinned) {
+  QueryOptions o = opts();
+  o.memory_limit = "256MB";
+  QueryService q(root_.string(), sources_, o);
+  auto r = q.run(
+      "SELECT current_setting('temp_directory'), current_setting('threads'), "
+      "current_setting('autoload_known_extensions'), current_setting('autoinstall_known_extensions'), "
+      "current_setting('TimeZone')");
+  // Spill files stay inside the lake, under _staging (outside every dataset glob).
+  EXPECT_EQ(r.rows[0][0], (root_ / "_staging/duckdb_tmp").string());
+  EXPECT_TRUE(fs::is_directory(root_ / "_staging/duckdb_tmp"));
+  EXPECT_EQ(r.rows[0][1], "2");
+  EXPECT_EQ(r.rows[0][2], "false");
+  EXPECT_EQ(r.rows[0][3], "false");
+  EXPECT_EQ(r.rows[0][4], "UTC");
 }
 
 TEST_F(InsightTest, BadSetupIsAClearError) {

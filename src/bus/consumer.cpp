@@ -1,0 +1,261 @@
+#include "bus/consumer.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <stdexcept>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace apilake {
+
+namespace {
+
+std::vector<std::string> ack_ids_of(const std::vector<Message>& messages) {
+  std::vector<std::string> out;
+  out.reserve(messages.size());
+  for (const auto& m : messages) out.push_back(m.ack_id);
+  return out;
+}
+
+void remove_staged(const PreparedBatch& batch) {
+  std::error_code ec;
+  for (const auto& f : batch.files) std::filesystem::remove(f.staged, ec);
+}
+
+}  // namespace
+
+Consumer::Consumer(Bus& bus, Ledger& ledger, BatchHandler& handler, CommitFile commit_file, ConsumerOptions options)
+    : bus_(bus), ledger_(ledger), handler_(handler), commit_file_(std::move(commit_file)), options_(std::move(options)) {
+  if (options_.consumer.empty()) throw std::invalid_argument("consumer: a ledger name (consumer) is required");
+  if (options_.subscription.empty()) throw std::invalid_argument("consumer: a subscription is required");
+  if (options_.max_messages == 0) throw std::invalid_argument("consumer: max_messages must be at least 1");
+  if (options_.lease.count() <= 0) throw std::invalid_argument("consumer: lease must be positive");
+  if (!commit_file_) throw std::invalid_argument("consumer: a commit_file function is required");
+}
+
+Consumer::~Consumer() {
+  try {
+    stop();
+  } catch (...) {
+    // a destructor must not throw; stop() already logs
+  }
+}
+
+void Consumer::start() {
+  if (running_.exchange(true)) return;
+  try {
+    recover();
+  } catch (const std::exception& e) {
+    spdlog::error("{}: recovery failed, will retry: {}", options_.consumer, e.what());
+    recover_due_ = true;
+  }
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Consumer::stop() {
+  running_ = false;
+  if (thread_.joinable()) thread_.join();
+  if (held_.empty()) return;
+  // Held messages are in no batch: hand them back now rather than when their lease runs out.
+  try {
+    bus_.nack(options_.subscription, ack_ids_of(held_));
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: could not nack {} held messages on stop (they return when their lease expires): {}",
+                 options_.consumer, held_.size(), e.what());
+  }
+  held_.clear();
+}
+
+void Consumer::loop() {
+  // Sleeps in short slices so stop() is not kept waiting.
+  auto pause = [this](std::chrono::milliseconds total) {
+    const auto until = std::chrono::steady_clock::now() + total;
+    while (running_ && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(total, std::chrono::milliseconds(50)));
+  };
+  while (running_) {
+    bool pulled = false;
+    std::size_t committed = 0;
+    try {
+      committed = step(false, pulled);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: consumer step failed: {}", options_.consumer, e.what());
+      pause(std::chrono::milliseconds(1000));
+      continue;
+    } catch (...) {
+      spdlog::error("{}: consumer step failed with an unknown exception", options_.consumer);
+      pause(std::chrono::milliseconds(1000));
+      continue;
+    }
+    if (!pulled && committed == 0) pause(options_.idle_sleep);
+  }
+}
+
+std::size_t Consumer::run_once(bool force_flush) {
+  bool pulled = false;
+  return step(force_flush, pulled);
+}
+
+std::size_t Consumer::step(bool force_flush, bool& pulled_any) {
+  pulled_any = false;
+  if (recover_due_) recover();
+  if (held_.size() < options_.max_messages) {
+    auto messages = bus_.pull(options_.subscription, options_.max_messages - held_.size(), options_.lease);
+    pulled_any = !messages.empty();
+    std::vector<std::string> duplicates;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& m : messages) {
+      // Already in a batch of ours (a redelivery after a lost ack or a crash): its file exists or
+      // will be rolled forward, so only the ack is missing.
+      if (ledger_.seen(options_.consumer, m.id)) {
+        duplicates.push_back(m.ack_id);
+        continue;
+      }
+      // Redelivered while still held (its lease ran out): keep one copy, with the live ack id.
+      auto it = std::find_if(held_.begin(), held_.end(), [&](const Message& h) { return h.id == m.id; });
+      if (it != held_.end()) {
+        it->ack_id = m.ack_id;
+        it->delivery_attempt = m.delivery_attempt;
+        continue;
+      }
+      if (held_.empty()) oldest_ = extended_ = now;
+      held_.push_back(std::move(m));
+    }
+    if (!duplicates.empty()) {
+      spdlog::info("{}: acking {} redelivered messages already in the ledger", options_.consumer, duplicates.size());
+      bus_.ack(options_.subscription, duplicates);
+    }
+  }
+  if (held_.empty()) return 0;
+  const bool due = force_flush || held_.size() >= options_.max_messages ||
+                   std::chrono::steady_clock::now() - oldest_ >= options_.max_age;
+  if (!due) {
+    extend_if_due();
+    return 0;
+  }
+  return flush();
+}
+
+void Consumer::extend_if_due() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - extended_ < options_.lease / 2) return;
+  bus_.extend(options_.subscription, ack_ids_of(held_), options_.lease);
+  extended_ = now;
+}
+
+std::size_t Consumer::flush() {
+  std::vector<Message> messages = std::move(held_);
+  held_.clear();
+
+  PreparedBatch batch;
+  try {
+    batch = handler_.stage(messages);
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: staging a batch of {} messages failed, nacking them: {}", options_.consumer, messages.size(),
+                 e.what());
+    bus_.nack(options_.subscription, ack_ids_of(messages));
+    return 0;
+  } catch (...) {
+    spdlog::warn("{}: staging a batch of {} messages failed (unknown exception), nacking them", options_.consumer,
+                 messages.size());
+    bus_.nack(options_.subscription, ack_ids_of(messages));
+    return 0;
+  }
+
+  // The consumer owns the bookkeeping: the ledger name, and which deliveries the batch settles.
+  batch.consumer = options_.consumer;
+  if (batch.message_ids.empty()) {
+    for (const auto& m : messages) {
+      batch.message_ids.push_back(m.id);
+      batch.ack_ids.push_back(m.ack_id);
+    }
+  } else {
+    std::unordered_map<std::string, const Message*> by_id;
+    for (const auto& m : messages) by_id.emplace(m.id, &m);
+    if (batch.ack_ids.size() != batch.message_ids.size()) {
+      batch.ack_ids.clear();
+      for (const auto& id : batch.message_ids) {
+        auto it = by_id.find(id);
+        batch.ack_ids.push_back(it == by_id.end() ? std::string() : it->second->ack_id);
+      }
+    }
+    // Messages the handler left out of its batch are not settled by it: hand them back.
+    std::set<std::string> in_batch(batch.message_ids.begin(), batch.message_ids.end());
+    std::vector<std::string> left_out;
+    for (const auto& m : messages)
+      if (!in_batch.count(m.id)) left_out.push_back(m.ack_id);
+    if (!left_out.empty()) bus_.nack(options_.subscription, left_out);
+  }
+  if (batch.message_ids.empty()) return 0;
+  if (batch.batch_id.empty())
+    batch.batch_id = fmt::format("{}-{}-{}", options_.consumer, batch.message_ids.front(), batch.message_ids.back());
+
+  try {
+    ledger_.prepare(batch);
+  } catch (const std::exception& e) {
+    // Nothing is recorded, so nothing may be moved into the lake: drop the staged files and let the
+    // messages come back.
+    spdlog::error("{}: preparing batch {} failed, nacking its messages: {}", options_.consumer, batch.batch_id, e.what());
+    remove_staged(batch);
+    bus_.nack(options_.subscription, ack_ids_of(messages));
+    return 0;
+  }
+
+  try {
+    for (const auto& f : batch.files) commit_file_(f);
+    ledger_.commit(batch, options_.subscription);
+  } catch (const std::exception& e) {
+    // The batch is durable in the ledger: recover() finishes it; its messages are not nacked
+    // (a redelivery would only be acked as a duplicate).
+    spdlog::warn("{}: committing batch {} failed, will roll it forward: {}", options_.consumer, batch.batch_id,
+                 e.what());
+    recover_due_ = true;
+    return 0;
+  }
+  spdlog::debug("{}: committed batch {} ({} messages, {} files)", options_.consumer, batch.batch_id,
+                batch.message_ids.size(), batch.files.size());
+  return batch.message_ids.size();
+}
+
+void Consumer::recover() {
+  const auto batches = ledger_.pending(options_.consumer);
+  bool left_pending = false;
+  for (const auto& b : batches) {
+    bool lost = false;
+    try {
+      for (const auto& f : b.files) {
+        try {
+          commit_file_(f);
+        } catch (...) {
+          // commit_file is idempotent: it fails with the staged file gone only when the final file
+          // is missing too, so this batch can never be completed.
+          if (!std::filesystem::exists(f.staged)) {
+            lost = true;
+            break;
+          }
+          throw;
+        }
+      }
+      if (lost) {
+        spdlog::warn("{}: pending batch {} lost a staged file before it reached the lake; abandoning it, its {} "
+                     "messages will be delivered again",
+                     options_.consumer, b.batch_id, b.message_ids.size());
+        ledger_.abandon(b, options_.subscription);
+        remove_staged(b);
+        continue;
+      }
+      ledger_.commit(b, options_.subscription);
+      spdlog::info("{}: rolled pending batch {} forward ({} messages)", options_.consumer, b.batch_id,
+                   b.message_ids.size());
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: pending batch {} not rolled forward yet: {}", options_.consumer, b.batch_id, e.what());
+      left_pending = true;
+    }
+  }
+  recover_due_ = left_pending;
+}
+
+}  // namespace apilake

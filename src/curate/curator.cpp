@@ -1,0 +1,332 @@
+#include "curate/curator.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <random>
+#include <set>
+#include <tuple>
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include "curate/schema.h"
+#include "lake/lake.h"
+
+namespace apilake {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A page that cannot be split into records keeps at most this much of its body in the dead letter
+// (the archive holds the whole page anyway).
+constexpr std::size_t kMaxRawRecord = std::size_t{1} << 20;
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Message ids are decimal strings on both buses; zero-padding them makes file names sort in
+// message order. Anything else is reduced to characters that are safe in a file name.
+std::string name_part(const std::string& id) {
+  if (all_digits(id)) return id.size() >= 12 ? id : std::string(12 - id.size(), '0') + id;
+  std::string out;
+  for (char c : id) {
+    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_';
+    out += ok ? c : '_';
+  }
+  return out.empty() ? std::string("_") : out;
+}
+
+// Order of padded ids: numeric for digit strings of any length, then lexicographic.
+bool id_less(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return a.size() < b.size();
+  return a < b;
+}
+
+// A folder name taken from a message attribute, used only for datasets we do not know (known ones
+// use the definition's names): anything that is not a plain name goes to "_unknown".
+std::string safe_segment(const std::string& s) {
+  if (s.empty() || s == "." || s == ".." || s.size() > 200) return "_unknown";
+  for (char c : s) {
+    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+                    c == '_' || c == '.';
+    if (!ok) return "_unknown";
+  }
+  return s;
+}
+
+std::string attribute(const Message& m, const char* key) {
+  auto it = m.attributes.find(key);
+  return it == m.attributes.end() ? std::string() : it->second;
+}
+
+std::string truncated(const std::string& s) { return s.size() > kMaxRawRecord ? s.substr(0, kMaxRawRecord) : s; }
+
+std::string unique_tag() {
+  static std::atomic<std::uint64_t> counter{0};
+  static const std::uint64_t salt = std::random_device{}();
+  return fmt::format("curate-{}-{:x}-{}", ::getpid(), salt, counter.fetch_add(1));
+}
+
+}  // namespace
+
+struct Curator::State {
+  struct Dataset {
+    const Source* source = nullptr;
+    const Endpoint* endpoint = nullptr;
+    std::unique_ptr<RecordValidator> validator;  // null when the schema cannot be applied
+    std::string schema_error;
+    std::vector<Column> columns;  // schema fields + lineage columns
+
+    Dataset(const Source& s, const Endpoint& e) : source(&s), endpoint(&e) {
+      // A schema the validator refuses must not block the other datasets of the batch: its pages
+      // dead-letter (invalid_schema) and can be replayed once the definition is fixed.
+      try {
+        validator = std::make_unique<RecordValidator>(e.schema);
+      } catch (const std::exception& ex) {
+        schema_error = ex.what();
+        spdlog::error("curate: {}/{}: {}", s.name, e.name, schema_error);
+      }
+      for (const auto& f : e.schema.fields) columns.push_back({f.name, f.type});
+      columns.push_back({"_extraction_id", FieldType::String});
+      columns.push_back({"_message_id", FieldType::String});
+      columns.push_back({"_ingested_at", FieldType::Timestamp});
+    }
+  };
+
+  // Everything one batch produces for one (source, endpoint, hour).
+  struct Group {
+    Dataset* dataset = nullptr;  // nullptr: unknown dataset, dead letters only
+    std::string source, endpoint, hour;
+    std::vector<Row> rows;
+    std::string deadletters;  // JSON lines
+    std::string first, last;  // padded message ids
+    void saw(const std::string& id) {
+      if (first.empty() || id_less(id, first)) first = id;
+      if (last.empty() || id_less(last, id)) last = id;
+    }
+  };
+
+  explicit State(duck::Database& db) : sink(db) {}
+
+  // nullptr when the definitions hold no such source/endpoint.
+  Dataset* dataset(const std::vector<Source>& sources, const std::string& source, const std::string& endpoint) {
+    const std::string key = source + '\0' + endpoint;
+    if (auto it = datasets.find(key); it != datasets.end()) return it->second.get();
+    for (const auto& s : sources) {
+      if (s.name != source) continue;
+      for (const auto& e : s.endpoints) {
+        if (e.name == endpoint) return datasets.emplace(key, std::make_unique<Dataset>(s, e)).first->second.get();
+      }
+    }
+    return nullptr;
+  }
+
+  ParquetSink sink;
+  simdjson::dom::parser parser;
+  std::map<std::string, std::unique_ptr<Dataset>> datasets;
+};
+
+Curator::Curator(const std::vector<Source>& sources, duck::Database& db, fs::path staging_dir)
+    : sources_(sources), db_(db), staging_(std::move(staging_dir)), state_(std::make_unique<State>(db)) {
+  fs::create_directories(staging_);
+}
+
+Curator::~Curator() = default;
+
+namespace {
+
+// One dead-letter line. The record is embedded as JSON (not as an escaped string) when it is JSON,
+// so that the line can be queried and replayed as it was fetched.
+std::string deadletter_line(boost::json::value record, const std::string& reason, const std::string& field,
+                            const std::string& detail, const Message& m) {
+  boost::json::object o;
+  o["record"] = std::move(record);
+  o["reason"] = reason;
+  o["field"] = field;
+  o["detail"] = detail;
+  o["message_id"] = m.id;
+  o["extraction_id"] = attribute(m, "extraction_id");
+  const std::string page = attribute(m, "page");
+  if (all_digits(page) && page.size() < 19) {
+    o["page"] = std::stoll(page);
+  } else {
+    o["page"] = page;
+  }
+  o["source"] = attribute(m, "source");
+  o["endpoint"] = attribute(m, "endpoint");
+  std::string line = boost::json::serialize(o);
+  line += '\n';
+  return line;
+}
+
+boost::json::value as_json(std::string_view text) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec);
+  if (ec) return boost::json::value(boost::json::string(text));
+  return v;
+}
+
+const char* kind(simdjson::dom::element_type t) {
+  using T = simdjson::dom::element_type;
+  switch (t) {
+    case T::ARRAY: return "an array";
+    case T::OBJECT: return "an object";
+    case T::STRING: return "a string";
+    case T::NULL_VALUE: return "null";
+    case T::BOOL: return "a boolean";
+    default: return "a number";
+  }
+}
+
+void write_file(const fs::path& path, const std::string& bytes) {
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(fmt::format("cannot create {}", path.string()));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) throw std::runtime_error(fmt::format("cannot write {}", path.string()));
+  }
+  fsync_file(path);
+}
+
+}  // namespace
+
+PreparedBatch Curator::stage(const std::vector<Message>& batch) {
+  using Group = State::Group;
+  using Dataset = State::Dataset;
+  PreparedBatch out;
+  out.consumer = "curate";
+
+  std::map<std::tuple<std::string, std::string, std::string>, Group> groups;
+  std::set<std::string> seen;
+  std::string batch_first, batch_last;
+
+  for (const Message& m : batch) {
+    // A message delivered twice within one batch is curated once.
+    if (!seen.insert(m.id).second) continue;
+    out.message_ids.push_back(m.id);
+    out.ack_ids.push_back(m.ack_id);
+    const std::string id = name_part(m.id);
+    if (batch_first.empty() || id_less(id, batch_first)) batch_first = id;
+    if (batch_last.empty() || id_less(batch_last, id)) batch_last = id;
+
+    const std::string source = attribute(m, "source");
+    const std::string endpoint = attribute(m, "endpoint");
+    ExtractionCounts& counts = out.counts[attribute(m, "extraction_id")];
+    Dataset* ds = state_->dataset(sources_, source, endpoint);
+    const std::string hour = hour_path(m.publish_time_us);
+
+    auto group = [&]() -> Group& {
+      const std::string s = ds ? ds->source->name : safe_segment(source);
+      const std::string e = ds ? ds->endpoint->name : safe_segment(endpoint);
+      Group& g = groups[{s, e, hour}];
+      if (g.source.empty()) {
+        g.dataset = ds;
+        g.source = s;
+        g.endpoint = e;
+        g.hour = hour;
+      }
+      g.saw(id);
+      return g;
+    };
+    // The whole page as one dead letter (nothing is lost; the archive has it too).
+    auto page_deadletter = [&](const std::string& reason, const std::string& field, const std::string& detail) {
+      group().deadletters +=
+          deadletter_line(boost::json::string(truncated(m.data)), reason, field, detail, m);
+      ++counts.deadlettered;
+    };
+
+    if (!ds) {
+      page_deadletter("unknown_dataset", "",
+                      fmt::format("no definition for source '{}' endpoint '{}'", source, endpoint));
+      continue;
+    }
+
+    if (!ds->validator) {
+      page_deadletter("invalid_schema", "", ds->schema_error);
+      continue;
+    }
+
+    const simdjson::padded_string body(m.data);
+    simdjson::dom::element doc;
+    if (auto err = state_->parser.parse(body).get(doc)) {
+      page_deadletter("parse_error", "", fmt::format("the page is not JSON: {}", simdjson::error_message(err)));
+      continue;
+    }
+    const std::string& pointer = ds->endpoint->records_pointer;
+    simdjson::dom::element target = doc;
+    if (!pointer.empty()) {
+      if (auto err = doc.at_pointer(pointer).get(target)) {
+        page_deadletter("parse_error", "",
+                        fmt::format("records_pointer '{}' not found in the page: {}", pointer,
+                                    simdjson::error_message(err)));
+        continue;
+      }
+    }
+
+    auto apply = [&](simdjson::dom::element record) {
+      const std::string text = simdjson::minify(record);
+      Outcome outcome = ds->validator->apply(text);
+      if (outcome.row) {
+        Row row = std::move(*outcome.row);
+        row.reserve(row.size() + 3);
+        row.emplace_back(attribute(m, "extraction_id"));
+        row.emplace_back(m.id);
+        row.emplace_back(TimestampUs{m.publish_time_us});
+        group().rows.push_back(std::move(row));
+        ++counts.rows;
+      } else {
+        const Reason reason = outcome.reason.value_or(Reason{"parse_error", "", "the schema gave no reason"});
+        group().deadletters += deadletter_line(as_json(text), reason.code, reason.field, reason.detail, m);
+        ++counts.deadlettered;
+      }
+    };
+
+    simdjson::dom::array records;
+    if (target.get_array().get(records) == simdjson::SUCCESS) {
+      for (simdjson::dom::element record : records) apply(record);
+    } else if (target.is_object()) {
+      apply(target);  // an endpoint answering one object per page
+    } else {
+      page_deadletter("parse_error", "",
+                      fmt::format("records_pointer '{}' points to {}, not an array or object",
+                                  pointer.empty() ? std::string("(the body)") : pointer, kind(target.type())));
+    }
+  }
+
+  out.batch_id = batch_first + "-" + batch_last;
+
+  // Write every group's files; a failure removes what this batch staged and fails the batch.
+  try {
+    for (auto& [key, g] : groups) {
+      const std::string name = g.first + "-" + g.last;
+      const std::string dir = g.source + "/" + g.endpoint + "/" + g.hour + "/";
+      if (!g.rows.empty()) {
+        const fs::path staged = staging_ / (unique_tag() + ".parquet");
+        out.files.push_back({staged.string(), "curated/" + dir + name + ".parquet"});
+        state_->sink.write(staged, g.dataset->columns, g.rows);
+      }
+      if (!g.deadletters.empty()) {
+        const fs::path staged = staging_ / (unique_tag() + ".jsonl");
+        out.files.push_back({staged.string(), "deadletter/" + dir + name + ".jsonl"});
+        write_file(staged, g.deadletters);
+      }
+    }
+  } catch (...) {
+    for (const auto& f : out.files) {
+      std::error_code ec;
+      fs::remove(f.staged, ec);
+    }
+    throw;
+  }
+  return out;
+}
+
+}  // namespace apilake

@@ -1,0 +1,987 @@
+// Applying a schema to records. docs/schema.md is the rule book; every rule here is written there.
+//
+// How fields are read: the schema's JSON pointers are compiled into a tree of segments, and each
+// record is walked once, in document order, with simdjson's on-demand API. On-demand values can be
+// read only once and at_pointer() only once per document, so looking every field up separately
+// would need rewinds (impossible for a value handed to apply(ondemand::value)) or the DOM parser (a
+// second full parse). The single walk is correct for any set of pointers (shared prefixes, two
+// fields on one pointer, array indices) and touches each byte of the record at most once. The
+// price: atoms (numbers, literals) of values no field points at are skipped, not validated;
+// the structure of the whole record is validated. A key that appears twice: the first one counts.
+#include "curate/schema.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+namespace apilake {
+
+using namespace schema_detail;
+namespace od = simdjson::ondemand;
+
+namespace {
+
+constexpr size_t kDetailMax = 100;
+
+const char* type_name(FieldType t) {
+  switch (t) {
+    case FieldType::String: return "string";
+    case FieldType::Int64: return "int64";
+    case FieldType::Double: return "double";
+    case FieldType::Bool: return "bool";
+    case FieldType::Date: return "date";
+    case FieldType::Timestamp: return "timestamp";
+  }
+  return "?";
+}
+
+// Offending values are quoted in reasons; dead letters should stay small, so long values are cut
+// (on a UTF-8 boundary, so the dead-letter JSON stays valid text).
+std::string clip(std::string_view s) {
+  if (s.size() <= kDetailMax) return std::string(s);
+  size_t n = kDetailMax;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  std::string out(s.substr(0, n));
+  out += "...";
+  return out;
+}
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+size_t count_digits(std::string_view s, size_t i) {
+  size_t n = 0;
+  while (i + n < s.size() && is_digit(s[i + n])) ++n;
+  return n;
+}
+
+enum class Fail { None, BadFormat, OutOfRange };
+
+// A decimal number in the default notation: [+-]? (digits [. digits*] | . digits) [e [+-]? digits].
+// On success, int_digits/frac_digits/exponent locate the parts (for exact scaling).
+struct DecimalParts {
+  bool negative = false;
+  std::string_view int_digits;
+  std::string_view frac_digits;
+  long exponent = 0;
+};
+
+bool parse_decimal_grammar(std::string_view s, DecimalParts& out) {
+  size_t i = 0;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+    out.negative = s[i] == '-';
+    ++i;
+  }
+  size_t n = count_digits(s, i);
+  out.int_digits = s.substr(i, n);
+  i += n;
+  out.frac_digits = {};
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    size_t f = count_digits(s, i);
+    out.frac_digits = s.substr(i, f);
+    i += f;
+  }
+  if (out.int_digits.empty() && out.frac_digits.empty()) return false;
+  out.exponent = 0;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    bool eneg = false;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+      eneg = s[i] == '-';
+      ++i;
+    }
+    size_t e = count_digits(s, i);
+    if (e == 0) return false;
+    long exp = 0;
+    for (size_t k = 0; k < e; ++k) exp = std::min(exp * 10 + (s[i + k] - '0'), 1000000L);  // saturate
+    out.exponent = eneg ? -exp : exp;
+    i += e;
+  }
+  return i == s.size();
+}
+
+// Digits with '.' thousands separators, checked strictly (d{1,3}(.ddd)+) so that a value written
+// with a decimal point ("12.34") under decimal_comma is refused rather than read as 1234.
+bool grouped_digits(std::string_view s, std::string& digits_out) {
+  if (s.empty()) return false;
+  size_t dot = s.find('.');
+  if (dot == std::string_view::npos) {
+    if (count_digits(s, 0) != s.size()) return false;
+    digits_out.append(s);
+    return true;
+  }
+  size_t first = count_digits(s, 0);
+  if (first == 0 || first > 3 || first != dot) return false;
+  digits_out.append(s.substr(0, first));
+  size_t i = first;
+  while (i < s.size()) {
+    if (s[i] != '.' || count_digits(s, i + 1) != 3) return false;
+    digits_out.append(s.substr(i + 1, 3));
+    i += 4;
+    if (i < s.size() && s[i] != '.') return false;
+  }
+  return true;
+}
+
+// Accumulates decimal digits into a magnitude no larger than limit.
+bool accumulate(std::string_view digits, uint64_t limit, uint64_t& mag) {
+  mag = 0;
+  for (char c : digits) {
+    uint64_t d = static_cast<uint64_t>(c - '0');
+    if (mag > (limit - d) / 10) return false;
+    mag = mag * 10 + d;
+  }
+  return true;
+}
+
+constexpr uint64_t kInt64MaxMag = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
+Fail signed_from_magnitude(bool negative, std::string_view digits, int64_t& out) {
+  uint64_t mag = 0;
+  if (!accumulate(digits, negative ? kInt64MaxMag + 1 : kInt64MaxMag, mag)) return Fail::OutOfRange;
+  out = negative ? static_cast<int64_t>(0 - mag) : static_cast<int64_t>(mag);
+  return Fail::None;
+}
+
+// An int64 written as a string: [+-]? digits; with decimal_comma '.' may group thousands.
+Fail parse_int_text(std::string_view s, bool decimal_comma, int64_t& out) {
+  bool negative = false;
+  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+    negative = s[0] == '-';
+    s.remove_prefix(1);
+  }
+  if (s.empty()) return Fail::BadFormat;
+  if (!decimal_comma) {
+    if (count_digits(s, 0) != s.size()) return Fail::BadFormat;
+    return signed_from_magnitude(negative, s, out);
+  }
+  std::string digits;
+  if (!grouped_digits(s, digits)) return Fail::BadFormat;
+  return signed_from_magnitude(negative, digits, out);
+}
+
+// from_chars on text already checked against the default grammar.
+Fail chars_to_double(const char* first, const char* last, double& out) {
+  auto [ptr, ec] = std::from_chars(first, last, out, std::chars_format::general);
+  if (ec == std::errc::result_out_of_range) {
+    // Too big is out_of_range; too small rounds to zero, as simdjson does for JSON numbers (1e-400).
+    DecimalParts p;
+    if (!parse_decimal_grammar(std::string_view(first, static_cast<size_t>(last - first)), p))
+      return Fail::BadFormat;
+    // order of magnitude of the first significant digit
+    std::string_view int_part = p.int_digits;
+    while (!int_part.empty() && int_part.front() == '0') int_part.remove_prefix(1);
+    long order = 0;
+    if (!int_part.empty()) {
+      order = p.exponent + static_cast<long>(int_part.size()) - 1;
+    } else {
+      size_t zeros = 0;
+      while (zeros < p.frac_digits.size() && p.frac_digits[zeros] == '0') ++zeros;
+      order = p.exponent - static_cast<long>(zeros) - 1;
+    }
+    if (order >= 0) return Fail::OutOfRange;
+    out = p.negative ? -0.0 : 0.0;
+    return Fail::None;
+  }
+  if (ec != std::errc() || ptr != last) return Fail::BadFormat;
+  if (!std::isfinite(out)) return Fail::OutOfRange;
+  return Fail::None;
+}
+
+// A double written as a string. Default: '.' decimal point, optional exponent, no grouping.
+// decimal_comma: ',' decimal point, '.' thousands separators, no exponent ("1.234,56").
+// NaN and infinities are not numbers here (the grammar has no letters but the exponent's e).
+Fail parse_double_text(std::string_view s, bool decimal_comma, double& out) {
+  if (!decimal_comma) {
+    DecimalParts parts;
+    if (!parse_decimal_grammar(s, parts)) return Fail::BadFormat;
+    if (s[0] == '+') s.remove_prefix(1);  // from_chars refuses a leading '+'
+    return chars_to_double(s.data(), s.data() + s.size(), out);
+  }
+  std::string buf;
+  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+    if (s[0] == '-') buf.push_back('-');
+    s.remove_prefix(1);
+  }
+  size_t comma = s.find(',');
+  std::string_view int_part = s.substr(0, comma);
+  if (!grouped_digits(int_part, buf)) return Fail::BadFormat;
+  if (comma != std::string_view::npos) {
+    std::string_view frac = s.substr(comma + 1);
+    if (frac.empty() || count_digits(frac, 0) != frac.size()) return Fail::BadFormat;
+    buf.push_back('.');
+    buf.append(frac);
+  }
+  return chars_to_double(buf.data(), buf.data() + buf.size(), out);
+}
+
+// value * 10^scale as an int64, exactly (no binary floating point in between, so
+// 1704153600.123456 keeps its microseconds); digits beyond the unit are dropped (toward zero).
+Fail scaled_decimal(std::string_view s, int scale, int64_t& out) {
+  DecimalParts p;
+  if (!parse_decimal_grammar(s, p)) return Fail::BadFormat;
+  std::string digits;
+  digits.reserve(p.int_digits.size() + p.frac_digits.size());
+  digits.append(p.int_digits);
+  digits.append(p.frac_digits);
+  size_t lead = 0;
+  while (lead < digits.size() && digits[lead] == '0') ++lead;
+  std::string_view sig = std::string_view(digits).substr(lead);
+  if (sig.empty()) {
+    out = 0;
+    return Fail::None;
+  }
+  long shift = p.exponent - static_cast<long>(p.frac_digits.size()) + scale;
+  uint64_t limit = p.negative ? kInt64MaxMag + 1 : kInt64MaxMag;
+  uint64_t mag = 0;
+  if (shift < 0) {
+    long keep = static_cast<long>(sig.size()) + shift;
+    if (keep <= 0) {
+      out = 0;
+      return Fail::None;
+    }
+    if (!accumulate(sig.substr(0, static_cast<size_t>(keep)), limit, mag)) return Fail::OutOfRange;
+  } else {
+    if (static_cast<long>(sig.size()) + shift > 20) return Fail::OutOfRange;
+    if (!accumulate(sig, limit, mag)) return Fail::OutOfRange;
+    for (long k = 0; k < shift; ++k) {
+      if (mag > limit / 10) return Fail::OutOfRange;
+      mag *= 10;
+    }
+  }
+  out = p.negative ? static_cast<int64_t>(0 - mag) : static_cast<int64_t>(mag);
+  return Fail::None;
+}
+
+bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+unsigned days_in_month(int y, unsigned m) {
+  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
+}
+
+struct Civil {
+  int year = -1;
+  unsigned month = 0, day = 0, hour = 0, minute = 0, second = 0;
+};
+
+// Checks a calendar day and time of day; "" when valid, else what is wrong.
+std::string check_civil(const Civil& c) {
+  char buf[96];
+  if (c.month < 1 || c.month > 12) {
+    std::snprintf(buf, sizeof buf, "month %02u does not exist", c.month);
+    return buf;
+  }
+  if (c.day < 1 || c.day > days_in_month(c.year, c.month)) {
+    std::snprintf(buf, sizeof buf, "day %02u does not exist in %04d-%02u", c.day, c.year, c.month);
+    return buf;
+  }
+  if (c.hour > 23 || c.minute > 59 || c.second > 59) {
+    std::snprintf(buf, sizeof buf, "time %02u:%02u:%02u does not exist", c.hour, c.minute, c.second);
+    return buf;
+  }
+  return {};
+}
+
+int64_t civil_seconds(const Civil& c) {
+  return int64_t{days_from_civil(c.year, c.month, c.day)} * 86400 + int64_t{c.hour} * 3600 +
+         int64_t{c.minute} * 60 + c.second;
+}
+
+unsigned read_digits(std::string_view s, size_t i, size_t n) {
+  unsigned v = 0;
+  for (size_t k = 0; k < n; ++k) v = v * 10 + static_cast<unsigned>(s[i + k] - '0');
+  return v;
+}
+
+// Compiles a pattern. Runs of the letters y M d H m s must be one of the tokens; other characters
+// are literals. Date patterns may not hold time tokens.
+std::optional<std::vector<PatternItem>> compile_pattern(std::string_view p, bool allow_time,
+                                                        std::string& why) {
+  std::vector<PatternItem> items;
+  bool seen[7] = {};
+  for (size_t i = 0; i < p.size();) {
+    char c = p[i];
+    if (std::strchr("yMdHms", c) == nullptr) {
+      items.push_back({Token::Literal, c});
+      ++i;
+      continue;
+    }
+    size_t n = 1;
+    while (i + n < p.size() && p[i + n] == c) ++n;
+    std::string run(n, c);
+    Token t;
+    if (run == "yyyy") t = Token::Year4;
+    else if (run == "MM") t = Token::Month2;
+    else if (run == "dd") t = Token::Day2;
+    else if (run == "HH") t = Token::Hour2;
+    else if (run == "mm") t = Token::Minute2;
+    else if (run == "ss") t = Token::Second2;
+    else {
+      why = "unknown token '" + run + "' (tokens: yyyy MM dd HH mm ss)";
+      return std::nullopt;
+    }
+    bool is_time = t == Token::Hour2 || t == Token::Minute2 || t == Token::Second2;
+    if (is_time && !allow_time) {
+      why = "a date pattern cannot hold '" + run + "'";
+      return std::nullopt;
+    }
+    if (seen[static_cast<int>(t)]) {
+      why = "token '" + run + "' appears twice";
+      return std::nullopt;
+    }
+    seen[static_cast<int>(t)] = true;
+    items.push_back({t, 0});
+    i += n;
+  }
+  if (!seen[static_cast<int>(Token::Year4)] || !seen[static_cast<int>(Token::Month2)] ||
+      !seen[static_cast<int>(Token::Day2)]) {
+    why = "a pattern needs yyyy, MM and dd";
+    return std::nullopt;
+  }
+  return items;
+}
+
+// Matches text against a compiled pattern; "" on success, else what is wrong.
+std::string match_pattern(std::string_view s, const std::vector<PatternItem>& items, Civil& c) {
+  size_t i = 0;
+  for (const PatternItem& it : items) {
+    if (it.token == Token::Literal) {
+      if (i >= s.size() || s[i] != it.literal) return "does not match the pattern";
+      ++i;
+      continue;
+    }
+    size_t width = it.token == Token::Year4 ? 4 : 2;
+    if (i + width > s.size() || count_digits(s, i) < width) return "does not match the pattern";
+    unsigned v = read_digits(s, i, width);
+    switch (it.token) {
+      case Token::Year4: c.year = static_cast<int>(v); break;
+      case Token::Month2: c.month = v; break;
+      case Token::Day2: c.day = v; break;
+      case Token::Hour2: c.hour = v; break;
+      case Token::Minute2: c.minute = v; break;
+      case Token::Second2: c.second = v; break;
+      case Token::Literal: break;
+    }
+    i += width;
+  }
+  if (i != s.size()) return "does not match the pattern";
+  return check_civil(c);
+}
+
+// YYYY-MM-DD(T|t| )HH:MM:SS[.fraction(1-9 digits)][Z|z|±HH:MM|±HHMM]; "" on success.
+std::string parse_iso8601(std::string_view s, int64_t& micros) {
+  static constexpr std::string_view kShape = "dddd-dd-ddXdd:dd:dd";
+  if (s.size() < kShape.size()) return "does not match YYYY-MM-DDTHH:MM:SS";
+  for (size_t i = 0; i < kShape.size(); ++i) {
+    char want = kShape[i];
+    bool ok = want == 'd' ? is_digit(s[i]) : want == 'X' ? (s[i] == 'T' || s[i] == 't' || s[i] == ' ')
+                                                         : s[i] == want;
+    if (!ok) return "does not match YYYY-MM-DDTHH:MM:SS";
+  }
+  Civil c;
+  c.year = static_cast<int>(read_digits(s, 0, 4));
+  c.month = read_digits(s, 5, 2);
+  c.day = read_digits(s, 8, 2);
+  c.hour = read_digits(s, 11, 2);
+  c.minute = read_digits(s, 14, 2);
+  c.second = read_digits(s, 17, 2);
+  if (std::string why = check_civil(c); !why.empty()) return why;
+  size_t i = kShape.size();
+  int64_t frac_us = 0;
+  if (i < s.size() && s[i] == '.') {
+    size_t n = count_digits(s, i + 1);
+    if (n == 0 || n > 9) return "fraction must have 1 to 9 digits";
+    for (size_t k = 0; k < 6; ++k) frac_us = frac_us * 10 + (k < n ? s[i + 1 + k] - '0' : 0);
+    i += 1 + n;
+  }
+  int64_t offset_s = 0;
+  if (i < s.size()) {
+    char z = s[i];
+    if (z == 'Z' || z == 'z') {
+      ++i;
+    } else if (z == '+' || z == '-') {
+      std::string_view rest = s.substr(i + 1);
+      unsigned oh, om;
+      if (rest.size() == 5 && count_digits(rest, 0) == 2 && rest[2] == ':' && count_digits(rest, 3) == 2) {
+        oh = read_digits(rest, 0, 2);
+        om = read_digits(rest, 3, 2);
+      } else if (rest.size() == 4 && count_digits(rest, 0) == 4) {
+        oh = read_digits(rest, 0, 2);
+        om = read_digits(rest, 2, 2);
+      } else {
+        return "bad UTC offset (expected Z, +HH:MM or +HHMM)";
+      }
+      if (oh > 23 || om > 59) return "UTC offset out of range";
+      offset_s = (z == '-' ? -1 : 1) * (int64_t{oh} * 3600 + int64_t{om} * 60);
+      i = s.size();
+    } else {
+      return "unexpected text after the seconds";
+    }
+  }
+  if (i != s.size()) return "unexpected text after the zone";
+  micros = (civil_seconds(c) - offset_s) * 1000000 + frac_us;
+  return {};
+}
+
+// Splits a pointer into unescaped segments; false on a bad escape or a missing leading '/'.
+bool split_pointer(std::string_view p, std::vector<std::string>& out, std::string& why) {
+  if (p.empty() || p[0] != '/') {
+    why = "path must be a JSON pointer starting with '/'";
+    return false;
+  }
+  size_t i = 1;
+  while (true) {
+    size_t end = p.find('/', i);
+    std::string_view raw = p.substr(i, end == std::string_view::npos ? std::string_view::npos : end - i);
+    std::string seg;
+    for (size_t k = 0; k < raw.size(); ++k) {
+      if (raw[k] != '~') {
+        seg.push_back(raw[k]);
+        continue;
+      }
+      if (k + 1 < raw.size() && (raw[k + 1] == '0' || raw[k + 1] == '1')) {
+        seg.push_back(raw[k + 1] == '0' ? '~' : '/');
+        ++k;
+      } else {
+        why = "bad escape in JSON pointer (only ~0 and ~1)";
+        return false;
+      }
+    }
+    out.push_back(std::move(seg));
+    if (end == std::string_view::npos) break;
+    i = end + 1;
+  }
+  return true;
+}
+
+std::string escape_segment(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    if (c == '~') out += "~0";
+    else if (c == '/') out += "~1";
+    else out.push_back(c);
+  }
+  return out;
+}
+
+int64_t array_index(std::string_view seg) {
+  if (seg.empty() || seg.size() > 18 || count_digits(seg, 0) != seg.size()) return -1;
+  if (seg.size() > 1 && seg[0] == '0') return -1;  // RFC 6901: no leading zeros
+  int64_t v = 0;
+  for (char c : seg) v = v * 10 + (c - '0');
+  return v;
+}
+
+std::string field_path(const FieldSpec& f) {
+  return f.path.empty() ? "/" + escape_segment(f.name) : f.path;
+}
+
+// Builds the plan of one field; "" when fine, else the problem.
+std::string plan_field(const FieldSpec& f, FieldPlan& plan) {
+  plan.type = f.type;
+  plan.required = f.required;
+  plan.format_text = f.format;
+  std::string why;
+  switch (f.type) {
+    case FieldType::String:
+    case FieldType::Bool:
+      if (!f.format.empty()) return std::string("a ") + type_name(f.type) + " field takes no format";
+      break;
+    case FieldType::Int64:
+    case FieldType::Double:
+      if (f.format == "decimal_comma") plan.decimal_comma = true;
+      else if (!f.format.empty()) return "unknown number format '" + f.format + "' (only decimal_comma)";
+      break;
+    case FieldType::Date: {
+      std::string pattern = f.format.empty() || f.format == "iso8601" ? std::string("yyyy-MM-dd") : f.format;
+      plan.format_text = pattern;
+      auto items = compile_pattern(pattern, false, why);
+      if (!items) return "bad date format '" + f.format + "': " + why;
+      plan.pattern = std::move(*items);
+      break;
+    }
+    case FieldType::Timestamp:
+      if (f.format.empty() || f.format == "iso8601") {
+        plan.time_format = TimeFormat::Iso8601;
+        plan.format_text = "iso8601";
+      } else if (f.format == "epoch_s") {
+        plan.time_format = TimeFormat::EpochS;
+      } else if (f.format == "epoch_ms") {
+        plan.time_format = TimeFormat::EpochMs;
+      } else {
+        plan.time_format = TimeFormat::Pattern;
+        auto items = compile_pattern(f.format, true, why);
+        if (!items) return "bad timestamp format '" + f.format + "': " + why;
+        plan.pattern = std::move(*items);
+      }
+      break;
+  }
+  return {};
+}
+
+bool is_json_number(std::string_view s) {
+  // RFC 8259: -? (0 | [1-9]digits) [. digits+] [(e|E) [+-]? digits+]
+  size_t i = 0;
+  if (i < s.size() && s[i] == '-') ++i;
+  size_t n = count_digits(s, i);
+  if (n == 0 || (n > 1 && s[i] == '0')) return false;
+  i += n;
+  if (i < s.size() && s[i] == '.') {
+    size_t f = count_digits(s, i + 1);
+    if (f == 0) return false;
+    i += 1 + f;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    size_t e = count_digits(s, i);
+    if (e == 0) return false;
+    i += e;
+  }
+  return i == s.size();
+}
+
+Reason parse_error(simdjson::error_code e) {
+  return Reason{"parse_error", "", std::string("invalid JSON: ") + simdjson::error_message(e)};
+}
+
+}  // namespace
+
+// What a field's value is, read once from the on-demand value, then converted per field.
+struct RecordValidator::Scalar {
+  enum class Kind { Bool, Number, String, Object, Array } kind = Kind::String;
+  bool boolean = false;
+  std::string_view text;  // String: unescaped content
+  std::string_view json;  // the value as JSON text (for numbers/bools: their token), for reasons
+  bool number_ok = false; // false: valid JSON number that simdjson cannot represent (e.g. 1e400)
+  od::number_type ntype = od::number_type::signed_integer;
+  int64_t i = 0;
+  uint64_t u = 0;
+  double d = 0;
+};
+
+int32_t days_from_civil(int y, unsigned m, unsigned d) {
+  // Howard Hinnant's days_from_civil (proleptic Gregorian), valid for any year.
+  y -= m <= 2;
+  const int era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int32_t>(doe) - 719468;
+}
+
+std::optional<DateDays> parse_date(std::string_view text, std::string_view pattern) {
+  std::string why;
+  auto items = compile_pattern(pattern.empty() ? "yyyy-MM-dd" : pattern, false, why);
+  if (!items) return std::nullopt;
+  Civil c;
+  if (!match_pattern(text, *items, c).empty()) return std::nullopt;
+  return DateDays{days_from_civil(c.year, c.month, c.day)};
+}
+
+std::optional<TimestampUs> parse_timestamp(std::string_view text, std::string_view format) {
+  int64_t us = 0;
+  if (format.empty() || format == "iso8601") {
+    if (!parse_iso8601(text, us).empty()) return std::nullopt;
+    return TimestampUs{us};
+  }
+  if (format == "epoch_s" || format == "epoch_ms") {
+    if (scaled_decimal(text, format == "epoch_s" ? 6 : 3, us) != Fail::None) return std::nullopt;
+    return TimestampUs{us};
+  }
+  std::string why;
+  auto items = compile_pattern(format, true, why);
+  if (!items) return std::nullopt;
+  Civil c;
+  if (!match_pattern(text, *items, c).empty()) return std::nullopt;
+  return TimestampUs{civil_seconds(c) * 1000000};
+}
+
+std::vector<std::string> schema_problems(const Schema& schema) {
+  std::vector<std::string> problems;
+  for (size_t i = 0; i < schema.fields.size(); ++i) {
+    const FieldSpec& f = schema.fields[i];
+    std::string label = "field " + std::to_string(i + 1) + " '" + f.name + "': ";
+    if (f.name.empty()) problems.push_back(label + "empty name");
+    for (size_t j = 0; j < i; ++j)
+      if (schema.fields[j].name == f.name) problems.push_back(label + "duplicate name");
+    std::vector<std::string> segments;
+    std::string why;
+    if (!split_pointer(field_path(f), segments, why)) problems.push_back(label + why);
+    FieldPlan plan;
+    if (std::string p = plan_field(f, plan); !p.empty()) problems.push_back(label + p);
+  }
+  return problems;
+}
+
+RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
+  if (auto problems = schema_problems(schema_); !problems.empty()) {
+    std::string msg = "invalid schema:";
+    for (const auto& p : problems) msg += " " + p + ";";
+    msg.pop_back();
+    throw std::invalid_argument(msg);
+  }
+  nodes_.push_back(PointerNode{});
+  for (uint32_t f = 0; f < schema_.fields.size(); ++f) {
+    const FieldSpec& spec = schema_.fields[f];
+    FieldPlan plan;
+    plan_field(spec, plan);
+    plans_.push_back(std::move(plan));
+    std::vector<std::string> segments;
+    std::string why;
+    split_pointer(field_path(spec), segments, why);
+    uint32_t node = 0;
+    for (std::string& seg : segments) {
+      uint32_t next = 0;
+      for (uint32_t child : nodes_[node].children)
+        if (nodes_[child].key == seg) next = child;
+      if (next == 0) {
+        next = static_cast<uint32_t>(nodes_.size());
+        int64_t index = array_index(seg);
+        nodes_.push_back(PointerNode{std::move(seg), index, {}, {}});
+        nodes_[node].children.push_back(next);
+      }
+      node = next;
+    }
+    nodes_[node].fields.push_back(f);
+  }
+  slots_.resize(plans_.size());
+  values_.resize(plans_.size());
+  failures_.resize(plans_.size());
+  visited_.resize(nodes_.size());
+}
+
+Outcome RecordValidator::apply(std::string_view record_json) {
+  // Copy into a reused padded buffer (simdjson reads past the end); zero the padding so bytes of an
+  // earlier, longer record can never be read as part of this one.
+  if (buffer_.size() < record_json.size()) buffer_ = simdjson::padded_string(record_json.size() * 2);
+  std::memcpy(buffer_.data(), record_json.data(), record_json.size());
+  std::memset(buffer_.data() + record_json.size(), 0, simdjson::SIMDJSON_PADDING);
+  od::document doc;
+  if (auto e = parser_.iterate(buffer_.data(), record_json.size(), buffer_.size() + simdjson::SIMDJSON_PADDING)
+                   .get(doc))
+    return Outcome{std::nullopt, parse_error(e)};
+  od::object object;
+  if (auto e = doc.get_object().get(object)) {
+    if (e != simdjson::INCORRECT_TYPE) return Outcome{std::nullopt, parse_error(e)};
+    // Not an object; but "not json" also starts like a literal, so tell garbage from valid JSON.
+    doc.rewind();
+    od::json_type t;
+    simdjson::error_code ve = doc.type().get(t);
+    if (!ve) {
+      switch (t) {
+        case od::json_type::null: {
+          bool n = false;
+          ve = doc.is_null().get(n);
+          if (!ve && !n) ve = simdjson::N_ATOM_ERROR;
+          break;
+        }
+        case od::json_type::boolean: ve = doc.get_bool().error(); break;
+        case od::json_type::number: ve = doc.get_number().error(); break;
+        case od::json_type::string: ve = doc.get_string().error(); break;
+        case od::json_type::array: {
+          od::array array;
+          ve = doc.get_array().get(array);
+          if (!ve) {
+            for (auto item : array) {
+              if ((ve = item.error())) break;
+            }
+          }
+          break;
+        }
+        case od::json_type::object: break;  // unreachable: get_object succeeded for objects
+      }
+    }
+    const char* where = nullptr;
+    if (!ve && doc.current_location().get(where) != simdjson::OUT_OF_BOUNDS) ve = simdjson::TAPE_ERROR;
+    if (ve) return Outcome{std::nullopt, parse_error(ve)};
+    return Outcome{std::nullopt, Reason{"type_mismatch", "", "record is not an object"}};
+  }
+  std::fill(slots_.begin(), slots_.end(), Slot::Absent);
+  std::fill(visited_.begin(), visited_.end(), 0);
+  if (auto e = walk_object(object, 0)) return Outcome{std::nullopt, parse_error(e)};
+  const char* where = nullptr;
+  if (doc.current_location().get(where) != simdjson::OUT_OF_BOUNDS)  // e.g. {"a":1} x
+    return Outcome{std::nullopt, Reason{"parse_error", "", "invalid JSON: content after the record"}};
+  return finish();
+}
+
+Outcome RecordValidator::apply(od::value record) {
+  od::object object;
+  if (auto e = record.get_object().get(object)) {
+    if (e == simdjson::INCORRECT_TYPE)
+      return Outcome{std::nullopt, Reason{"type_mismatch", "", "record is not an object"}};
+    return Outcome{std::nullopt, parse_error(e)};
+  }
+  std::fill(slots_.begin(), slots_.end(), Slot::Absent);
+  std::fill(visited_.begin(), visited_.end(), 0);
+  if (auto e = walk_object(object, 0)) return Outcome{std::nullopt, parse_error(e)};
+  return finish();
+}
+
+simdjson::error_code RecordValidator::walk_object(od::object object, uint32_t node) {
+  for (auto item : object) {
+    od::field field;
+    if (auto e = std::move(item).get(field)) return e;
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key)) return e;
+    uint32_t match = 0;
+    for (uint32_t child : nodes_[node].children) {
+      if (!visited_[child] && nodes_[child].key == key) {
+        match = child;
+        break;
+      }
+    }
+    if (match == 0) continue;  // not wanted (or a repeated key): skipped by the iterator
+    visited_[match] = 1;
+    if (auto e = visit(field.value(), match)) return e;
+  }
+  return simdjson::SUCCESS;
+}
+
+simdjson::error_code RecordValidator::walk_array(od::array array, uint32_t node) {
+  int64_t index = 0;
+  for (auto item : array) {
+    od::value value;
+    if (auto e = item.get(value)) return e;
+    for (uint32_t child : nodes_[node].children) {
+      if (!visited_[child] && nodes_[child].index == index) {
+        visited_[child] = 1;
+        if (auto e = visit(value, child)) return e;
+        break;
+      }
+    }
+    ++index;
+  }
+  return simdjson::SUCCESS;
+}
+
+simdjson::error_code RecordValidator::visit(od::value& value, uint32_t node_id) {
+  const PointerNode& node = nodes_[node_id];
+  od::json_type type;
+  if (auto e = value.type().get(type)) return e;
+  Scalar s;
+  switch (type) {
+    case od::json_type::null: {
+      bool is_null = false;
+      if (auto e = value.is_null().get(is_null)) return e;
+      if (!is_null) return simdjson::N_ATOM_ERROR;
+      for (uint32_t f : node.fields) slots_[f] = Slot::Null;
+      return simdjson::SUCCESS;
+    }
+    case od::json_type::object: {
+      s.kind = Scalar::Kind::Object;
+      od::object object;
+      if (auto e = value.get_object().get(object)) return e;
+      if (!node.children.empty()) {
+        s.json = "an object";
+        for (uint32_t f : node.fields) convert(f, s);
+        return walk_object(object, node_id);
+      }
+      if (auto e = object.raw_json().get(s.json)) return e;
+      break;
+    }
+    case od::json_type::array: {
+      s.kind = Scalar::Kind::Array;
+      od::array array;
+      if (auto e = value.get_array().get(array)) return e;
+      if (!node.children.empty()) {
+        s.json = "an array";
+        for (uint32_t f : node.fields) convert(f, s);
+        return walk_array(array, node_id);
+      }
+      if (auto e = array.raw_json().get(s.json)) return e;
+      break;
+    }
+    case od::json_type::boolean:
+    case od::json_type::number:
+    case od::json_type::string: {
+      if (node.fields.empty()) return simdjson::SUCCESS;  // the pointer goes deeper: absent
+      s.json = value.raw_json_token();
+      while (!s.json.empty() && is_space(s.json.back())) s.json.remove_suffix(1);
+      if (type == od::json_type::boolean) {
+        s.kind = Scalar::Kind::Bool;
+        if (auto e = value.get_bool().get(s.boolean)) return e;
+      } else if (type == od::json_type::string) {
+        s.kind = Scalar::Kind::String;
+        if (auto e = value.get_string().get(s.text)) return e;
+      } else {
+        s.kind = Scalar::Kind::Number;
+        od::number n;
+        if (auto e = value.get_number().get(n)) {
+          // simdjson refuses numbers it cannot hold (1e400); those are valid JSON, just too big.
+          if (!is_json_number(s.json)) return e;
+          s.number_ok = false;
+        } else {
+          s.number_ok = true;
+          s.ntype = n.get_number_type();
+          if (n.is_int64()) s.i = n.get_int64();
+          else if (n.is_uint64()) s.u = n.get_uint64();
+          else s.d = n.get_double();
+        }
+      }
+      break;
+    }
+  }
+  for (uint32_t f : node.fields) convert(f, s);
+  return simdjson::SUCCESS;
+}
+
+void RecordValidator::convert(uint32_t f, const Scalar& s) {
+  const FieldPlan& plan = plans_[f];
+  const char* tname = type_name(plan.type);
+  auto fail = [&](const char* code, std::string detail) {
+    slots_[f] = Slot::Failed;
+    failures_[f] = Reason{code, schema_.fields[f].name, std::move(detail)};
+  };
+  auto got = [&]() { return clip(s.json); };
+  auto expected = [&]() {
+    std::string e = std::string("expected ") + tname;
+    if (plan.type == FieldType::Date || (plan.type == FieldType::Timestamp))
+      e += " (" + plan.format_text + ")";
+    return e;
+  };
+  auto mismatch = [&]() { fail("type_mismatch", expected() + ", got " + got()); };
+  auto from_fail = [&](Fail why) {
+    if (why == Fail::OutOfRange) fail("out_of_range", std::string(tname) + " out of range: " + got());
+    else fail("bad_format", expected() + ", got " + got());
+  };
+  auto set = [&](Value v) {
+    slots_[f] = Slot::Set;
+    values_[f] = std::move(v);
+  };
+  using K = Scalar::Kind;
+  if (s.kind == K::Object || s.kind == K::Array) return mismatch();
+
+  switch (plan.type) {
+    case FieldType::String:
+      if (s.kind == K::String) set(std::string(s.text));
+      else set(std::string(s.json));  // number or bool: its JSON text
+      return;
+
+    case FieldType::Int64: {
+      if (s.kind == K::Bool) return mismatch();
+      if (s.kind == K::String) {
+        int64_t v = 0;
+        if (Fail why = parse_int_text(trim(s.text), plan.decimal_comma, v); why != Fail::None)
+          return from_fail(why);
+        return set(v);
+      }
+      if (!s.number_ok || s.ntype == od::number_type::unsigned_integer) return from_fail(Fail::OutOfRange);
+      if (s.ntype == od::number_type::signed_integer) return set(s.i);
+      if (s.d != std::trunc(s.d)) return fail("type_mismatch", "expected int64, got non-integral " + got());
+      // 2^63 is exactly representable; anything at or beyond it (or below -2^63) does not fit.
+      if (s.d >= 9223372036854775808.0 || s.d < -9223372036854775808.0) return from_fail(Fail::OutOfRange);
+      return set(static_cast<int64_t>(s.d));
+    }
+
+    case FieldType::Double: {
+      if (s.kind == K::Bool) return mismatch();
+      if (s.kind == K::String) {
+        double v = 0;
+        if (Fail why = parse_double_text(trim(s.text), plan.decimal_comma, v); why != Fail::None)
+          return from_fail(why);
+        return set(v);
+      }
+      if (!s.number_ok) {
+        // simdjson 3.0.1 refuses integers beyond 64 bits that a double holds well (1e29 written out)
+        double v = 0;
+        if (Fail why = parse_double_text(s.json, false, v); why != Fail::None) return from_fail(why);
+        return set(v);
+      }
+      if (s.ntype == od::number_type::signed_integer) return set(static_cast<double>(s.i));
+      if (s.ntype == od::number_type::unsigned_integer) return set(static_cast<double>(s.u));
+      return set(s.d);
+    }
+
+    case FieldType::Bool: {
+      if (s.kind == K::Bool) return set(s.boolean);
+      if (s.kind == K::String) {
+        std::string_view t = trim(s.text);
+        if (iequals(t, "true") || t == "1") return set(true);
+        if (iequals(t, "false") || t == "0") return set(false);
+        return fail("bad_format", "expected bool (true/false/1/0), got " + got());
+      }
+      // Numbers: only the integers 0 and 1 (as written: 0, 1; not 1.0, 1e0).
+      if (s.json == "0") return set(false);
+      if (s.json == "1") return set(true);
+      return fail("type_mismatch", "expected bool, got number " + got() + " (only 0 and 1 coerce)");
+    }
+
+    case FieldType::Date: {
+      if (s.kind != K::String) return mismatch();
+      Civil c;
+      std::string why = match_pattern(trim(s.text), plan.pattern, c);
+      if (!why.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + why);
+      return set(DateDays{days_from_civil(c.year, c.month, c.day)});
+    }
+
+    case FieldType::Timestamp: {
+      int64_t us = 0;
+      switch (plan.time_format) {
+        case TimeFormat::EpochS:
+        case TimeFormat::EpochMs: {
+          if (s.kind == K::Bool) return mismatch();
+          std::string_view text = s.kind == K::String ? trim(s.text) : s.json;
+          Fail why = scaled_decimal(text, plan.time_format == TimeFormat::EpochS ? 6 : 3, us);
+          if (why != Fail::None) return from_fail(why);
+          return set(TimestampUs{us});
+        }
+        case TimeFormat::Iso8601: {
+          if (s.kind != K::String) return mismatch();
+          std::string why = parse_iso8601(trim(s.text), us);
+          if (!why.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + why);
+          return set(TimestampUs{us});
+        }
+        case TimeFormat::Pattern: {
+          if (s.kind != K::String) return mismatch();
+          Civil c;
+          std::string why = match_pattern(trim(s.text), plan.pattern, c);
+          if (!why.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + why);
+          return set(TimestampUs{civil_seconds(c) * 1000000});
+        }
+      }
+    }
+  }
+}
+
+Outcome RecordValidator::finish() {
+  for (size_t f = 0; f < plans_.size(); ++f) {
+    if (slots_[f] == Slot::Failed) return Outcome{std::nullopt, std::move(failures_[f])};
+    if ((slots_[f] == Slot::Absent || slots_[f] == Slot::Null) && plans_[f].required) {
+      const FieldSpec& spec = schema_.fields[f];
+      std::string detail = std::string("required field is ") + (slots_[f] == Slot::Null ? "null" : "absent") +
+                           " at " + clip(field_path(spec));
+      return Outcome{std::nullopt, Reason{"missing_required", spec.name, std::move(detail)}};
+    }
+  }
+  Row row(plans_.size());
+  for (size_t f = 0; f < plans_.size(); ++f)
+    if (slots_[f] == Slot::Set) row[f] = std::move(values_[f]);
+  return Outcome{std::move(row), std::nullopt};
+}
+
+}  // namespace apilake

@@ -1,0 +1,586 @@
+// The schema rules of docs/schema.md, one TEST per rule family: accepted inputs with their exact
+// values, refused inputs with their exact reason code and field. Expected day and microsecond
+// counts were computed independently (Python's datetime), not with the code under test.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "curate/schema.h"
+
+namespace apilake {
+namespace {
+
+FieldSpec field(std::string name, FieldType type, std::string path = "", bool required = false,
+                std::string format = "") {
+  FieldSpec f;
+  f.name = std::move(name);
+  f.type = type;
+  f.path = std::move(path);
+  f.required = required;
+  f.format = std::move(format);
+  return f;
+}
+
+Schema schema_of(std::vector<FieldSpec> fields) {
+  Schema s;
+  s.fields = std::move(fields);
+  return s;
+}
+
+// One field "v" of the given type/format; the record is {"v": <json_value>}.
+Outcome one(FieldType type, const std::string& json_value, const std::string& format = "") {
+  RecordValidator v(schema_of({field("v", type, "", false, format)}));
+  return v.apply("{\"v\": " + json_value + "}");
+}
+
+template <class T>
+T value(const Outcome& o, size_t i = 0) {
+  if (!o.row) {
+    ADD_FAILURE() << "refused: " << o.reason->code << " / " << o.reason->field << " / " << o.reason->detail;
+    return T{};
+  }
+  if (!std::holds_alternative<T>((*o.row)[i])) {
+    ADD_FAILURE() << "field " << i << " holds another type (index " << (*o.row)[i].index() << ")";
+    return T{};
+  }
+  return std::get<T>((*o.row)[i]);
+}
+
+bool is_null(const Outcome& o, size_t i = 0) {
+  return o.row && std::holds_alternative<std::monostate>((*o.row)[i]);
+}
+
+// "code field" of a refusal, or "accepted" — one string so failures print both at once.
+std::string refusal(const Outcome& o) {
+  if (o.row) return "accepted";
+  return o.reason->code + " " + o.reason->field;
+}
+
+int64_t int_of(const std::string& json, const std::string& format = "") {
+  return value<int64_t>(one(FieldType::Int64, json, format));
+}
+double dbl_of(const std::string& json, const std::string& format = "") {
+  return value<double>(one(FieldType::Double, json, format));
+}
+int32_t days_of(const std::string& json, const std::string& format = "") {
+  return value<DateDays>(one(FieldType::Date, json, format)).days;
+}
+int64_t us_of(const std::string& json, const std::string& format = "") {
+  return value<TimestampUs>(one(FieldType::Timestamp, json, format)).micros;
+}
+
+TEST(Schema, BcbSgsShape) {
+  RecordValidator v(schema_of({field("date", FieldType::Date, "/data", true, "dd/MM/yyyy"),
+                               field("value", FieldType::Double, "/valor", true)}));
+  Outcome o = v.apply(R"({"data":"02/01/2024","valor":"11.65"})");
+  ASSERT_TRUE(o.row) << o.reason->detail;
+  EXPECT_FALSE(o.reason);
+  ASSERT_EQ(o.row->size(), 2u);
+  EXPECT_EQ(value<DateDays>(o, 0).days, 19724);
+  EXPECT_EQ(value<double>(o, 1), 11.65);
+
+  Outcome bad = v.apply(R"({"data":"31/02/2024","valor":"11.65"})");
+  EXPECT_EQ(refusal(bad), "bad_format date");
+  EXPECT_NE(bad.reason->detail.find("31/02/2024"), std::string::npos) << bad.reason->detail;
+  EXPECT_NE(bad.reason->detail.find("day 31"), std::string::npos) << bad.reason->detail;
+
+  EXPECT_EQ(refusal(v.apply(R"({"data":"02/01/2024"})")), "missing_required value");
+  EXPECT_EQ(refusal(v.apply(R"({"data":"02/01/2024","valor":""})")), "bad_format value");
+}
+
+TEST(Schema, StringField) {
+  EXPECT_EQ(value<std::string>(one(FieldType::String, R"("abc")")), "abc");
+  EXPECT_EQ(value<std::string>(one(FieldType::String, R"("  x ")")), "  x ");  // kept as is
+  EXPECT_EQ(value<std::string>(one(FieldType::String, R"("a\"b\u00e9\n")")), "a\"b\xC3\xA9\n");
+  EXPECT_EQ(value<std::string>(one(FieldType::String, R"("")")), "");
+  // numbers and bools become their JSON text, exactly as written
+  EXPECT_EQ(value<std::string>(one(FieldType::String, "12.50")), "12.50");
+  EXPECT_EQ(value<std::string>(one(FieldType::String, "1e5")), "1e5");
+  EXPECT_EQ(value<std::string>(one(FieldType::String, "-0")), "-0");
+  EXPECT_EQ(value<std::string>(one(FieldType::String, "123456789012345678901234567890")),
+            "123456789012345678901234567890");
+  EXPECT_EQ(value<std::string>(one(FieldType::String, "true")), "true");
+  EXPECT_EQ(value<std::string>(one(FieldType::String, "false  ")), "false");
+  EXPECT_TRUE(is_null(one(FieldType::String, "null")));
+  EXPECT_EQ(refusal(one(FieldType::String, R"({"a":1})")), "type_mismatch v");
+  EXPECT_EQ(refusal(one(FieldType::String, "[1,2]")), "type_mismatch v");
+}
+
+TEST(Schema, Int64Accepted) {
+  EXPECT_EQ(int_of("42"), 42);
+  EXPECT_EQ(int_of("-7"), -7);
+  EXPECT_EQ(int_of("0"), 0);
+  EXPECT_EQ(int_of("9223372036854775807"), std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(int_of("-9223372036854775808"), std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(int_of("3.0"), 3);    // integral doubles
+  EXPECT_EQ(int_of("-2.0"), -2);
+  EXPECT_EQ(int_of("1e3"), 1000);
+  EXPECT_EQ(int_of("-0.0"), 0);
+  EXPECT_EQ(int_of(R"("123")"), 123);  // strings holding an integer
+  EXPECT_EQ(int_of(R"("  -123 ")"), -123);
+  EXPECT_EQ(int_of(R"("+5")"), 5);
+  EXPECT_EQ(int_of(R"("007")"), 7);
+  EXPECT_EQ(int_of(R"("-9223372036854775808")"), std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(int_of(R"("1.234.567")", "decimal_comma"), 1234567);
+  EXPECT_EQ(int_of(R"("-1.234")", "decimal_comma"), -1234);
+  EXPECT_EQ(int_of(R"("999")", "decimal_comma"), 999);
+  EXPECT_EQ(int_of("1234", "decimal_comma"), 1234);  // the format only concerns strings
+}
+
+TEST(Schema, Int64Refused) {
+  auto r = [](const std::string& json, const std::string& format = "") {
+    return refusal(one(FieldType::Int64, json, format));
+  };
+  EXPECT_EQ(r("3.5"), "type_mismatch v");
+  EXPECT_EQ(r("-0.1"), "type_mismatch v");
+  EXPECT_EQ(r("true"), "type_mismatch v");
+  EXPECT_EQ(r("{}"), "type_mismatch v");
+  EXPECT_EQ(r("[]"), "type_mismatch v");
+  EXPECT_EQ(r("9223372036854775808"), "out_of_range v");
+  EXPECT_EQ(r("-9223372036854775809"), "out_of_range v");
+  EXPECT_EQ(r("18446744073709551616"), "out_of_range v");
+  EXPECT_EQ(r("1e19"), "out_of_range v");
+  EXPECT_EQ(r("-1e19"), "out_of_range v");
+  EXPECT_EQ(r("1e400"), "out_of_range v");
+  EXPECT_EQ(r(R"("abc")"), "bad_format v");
+  EXPECT_EQ(r(R"("3.0")"), "bad_format v");
+  EXPECT_EQ(r(R"("")"), "bad_format v");
+  EXPECT_EQ(r(R"("   ")"), "bad_format v");
+  EXPECT_EQ(r(R"("1 2")"), "bad_format v");
+  EXPECT_EQ(r(R"("12a")"), "bad_format v");
+  EXPECT_EQ(r(R"("+")"), "bad_format v");
+  EXPECT_EQ(r(R"("1e3")"), "bad_format v");
+  EXPECT_EQ(r(R"("9223372036854775808")"), "out_of_range v");
+  EXPECT_EQ(r(R"("-9223372036854775809")"), "out_of_range v");
+  EXPECT_EQ(r(R"("99999999999999999999999x")"), "bad_format v");  // format is checked before range
+  EXPECT_EQ(r(R"("1.234")"), "bad_format v");                    // no grouping by default
+  EXPECT_EQ(r(R"("12.34")", "decimal_comma"), "bad_format v");   // groups are of three
+  EXPECT_EQ(r(R"("1234.567")", "decimal_comma"), "bad_format v");
+  EXPECT_EQ(r(R"("1.234,5")", "decimal_comma"), "bad_format v");  // no fraction for int64
+  EXPECT_EQ(r(R"(".123")", "decimal_comma"), "bad_format v");
+  EXPECT_EQ(r(R"("1..234")", "decimal_comma"), "bad_format v");
+
+  Outcome o = one(FieldType::Int64, R"("abc")");
+  EXPECT_EQ(o.reason->detail, "expected int64, got \"abc\"");
+  o = one(FieldType::Int64, "3.5");
+  EXPECT_EQ(o.reason->detail, "expected int64, got non-integral 3.5");
+  o = one(FieldType::Int64, "9223372036854775808");
+  EXPECT_EQ(o.reason->detail, "int64 out of range: 9223372036854775808");
+}
+
+TEST(Schema, DoubleAccepted) {
+  EXPECT_EQ(dbl_of("11.65"), 11.65);
+  EXPECT_EQ(dbl_of("3"), 3.0);
+  EXPECT_EQ(dbl_of("-2.5e-3"), -2.5e-3);
+  EXPECT_EQ(dbl_of("18446744073709551615"), 18446744073709551615.0);
+  EXPECT_EQ(dbl_of("1e308"), 1e308);
+  EXPECT_EQ(dbl_of(R"("11.65")"), 11.65);
+  EXPECT_EQ(dbl_of(R"(" 1e3 ")"), 1000.0);
+  EXPECT_EQ(dbl_of(R"("-1.5E+2")"), -150.0);
+  EXPECT_EQ(dbl_of(R"("+.5")"), 0.5);
+  EXPECT_EQ(dbl_of(R"("5.")"), 5.0);
+  EXPECT_EQ(dbl_of(R"("-0.001")"), -0.001);
+  EXPECT_EQ(dbl_of(R"("1.234,56")", "decimal_comma"), 1234.56);
+  EXPECT_EQ(dbl_of(R"("1234,56")", "decimal_comma"), 1234.56);
+  EXPECT_EQ(dbl_of(R"("-0,5")", "decimal_comma"), -0.5);
+  EXPECT_EQ(dbl_of(R"("1.000.000")", "decimal_comma"), 1000000.0);
+  EXPECT_EQ(dbl_of(R"(" 12 ")", "decimal_comma"), 12.0);
+  EXPECT_EQ(dbl_of("1.5", "decimal_comma"), 1.5);  // JSON numbers are not affected by the format
+  // beyond 64-bit integers, still a double
+  EXPECT_EQ(dbl_of("123456789012345678901234567890"), 123456789012345678901234567890.0);
+  // too small to represent rounds to zero, as text or as a JSON number
+  EXPECT_EQ(dbl_of("1e-400"), 0.0);
+  EXPECT_EQ(dbl_of(R"("1e-400")"), 0.0);
+  EXPECT_EQ(dbl_of(R"("1000e-403")"), 0.0);
+  EXPECT_TRUE(std::signbit(dbl_of(R"("-1e-400")")));
+  EXPECT_EQ(dbl_of(R"("4e-320")"), 4e-320);  // subnormal, kept
+}
+
+TEST(Schema, DoubleRefused) {
+  auto r = [](const std::string& json, const std::string& format = "") {
+    return refusal(one(FieldType::Double, json, format));
+  };
+  EXPECT_EQ(r("true"), "type_mismatch v");
+  EXPECT_EQ(r("[1]"), "type_mismatch v");
+  EXPECT_EQ(r(R"({"x":1})"), "type_mismatch v");
+  EXPECT_EQ(r(R"("NaN")"), "bad_format v");
+  EXPECT_EQ(r(R"("nan")"), "bad_format v");
+  EXPECT_EQ(r(R"("Infinity")"), "bad_format v");
+  EXPECT_EQ(r(R"("inf")"), "bad_format v");
+  EXPECT_EQ(r(R"("-inf")"), "bad_format v");
+  EXPECT_EQ(r(R"("0x10")"), "bad_format v");
+  EXPECT_EQ(r(R"("1,5")"), "bad_format v");  // a comma needs format decimal_comma
+  EXPECT_EQ(r(R"("1e")"), "bad_format v");
+  EXPECT_EQ(r(R"(".")"), "bad_format v");
+  EXPECT_EQ(r(R"("")"), "bad_format v");
+  EXPECT_EQ(r(R"("1.2.3")"), "bad_format v");
+  EXPECT_EQ(r(R"("1e400")"), "out_of_range v");
+  EXPECT_EQ(r("1e400"), "out_of_range v");
+  EXPECT_EQ(r("-1e400"), "out_of_range v");
+  EXPECT_EQ(r(R"("0.0001e400")"), "out_of_range v");
+  EXPECT_EQ(r("\"1" + std::string(400, '0') + "\""), "out_of_range v");  // 1e400 written out
+  EXPECT_EQ(r(R"("1,234.56")", "decimal_comma"), "bad_format v");
+  EXPECT_EQ(r(R"("1e3")", "decimal_comma"), "bad_format v");
+  EXPECT_EQ(r(R"("1,")", "decimal_comma"), "bad_format v");
+  EXPECT_EQ(r(R"(",5")", "decimal_comma"), "bad_format v");
+  EXPECT_EQ(r(R"("12.34")", "decimal_comma"), "bad_format v");
+  EXPECT_EQ(r(R"("1,2,3")", "decimal_comma"), "bad_format v");
+  EXPECT_EQ(r(R"("NaN")", "decimal_comma"), "bad_format v");
+}
+
+TEST(Schema, BoolField) {
+  auto b = [](const std::string& json) { return value<bool>(one(FieldType::Bool, json)); };
+  EXPECT_TRUE(b("true"));
+  EXPECT_FALSE(b("false"));
+  EXPECT_TRUE(b(R"("true")"));
+  EXPECT_TRUE(b(R"("TRUE")"));
+  EXPECT_FALSE(b(R"(" False ")"));
+  EXPECT_TRUE(b(R"("1")"));
+  EXPECT_FALSE(b(R"("0")"));
+  EXPECT_TRUE(b("1"));
+  EXPECT_FALSE(b("0"));
+  auto r = [](const std::string& json) { return refusal(one(FieldType::Bool, json)); };
+  EXPECT_EQ(r(R"("yes")"), "bad_format v");
+  EXPECT_EQ(r(R"("t")"), "bad_format v");
+  EXPECT_EQ(r(R"("")"), "bad_format v");
+  EXPECT_EQ(r(R"("2")"), "bad_format v");
+  EXPECT_EQ(r("2"), "type_mismatch v");
+  EXPECT_EQ(r("-1"), "type_mismatch v");
+  EXPECT_EQ(r("1.0"), "type_mismatch v");
+  EXPECT_EQ(r("[true]"), "type_mismatch v");
+  EXPECT_TRUE(is_null(one(FieldType::Bool, "null")));
+}
+
+TEST(Schema, DateAccepted) {
+  EXPECT_EQ(days_of(R"("2024-01-02")"), 19724);
+  EXPECT_EQ(days_of(R"("1970-01-01")"), 0);
+  EXPECT_EQ(days_of(R"("1969-12-31")"), -1);
+  EXPECT_EQ(days_of(R"("2000-02-29")"), 11016);  // divisible by 400: leap
+  EXPECT_EQ(days_of(R"("2024-02-29")"), 19782);
+  EXPECT_EQ(days_of(R"("1600-03-01")"), -135080);
+  EXPECT_EQ(days_of(R"("9999-12-31")"), 2932896);
+  EXPECT_EQ(days_of(R"("0001-01-01")"), -719162);
+  EXPECT_EQ(days_of(R"(" 2024-01-02 ")"), 19724);  // surrounding whitespace trimmed
+  EXPECT_EQ(days_of(R"("2024-01-02")", "iso8601"), 19724);
+  EXPECT_EQ(days_of(R"("29/02/2024")", "dd/MM/yyyy"), 19782);
+  EXPECT_EQ(days_of(R"("01/02/2024")", "MM/dd/yyyy"), 19724);
+  EXPECT_EQ(days_of(R"("20240102")", "yyyyMMdd"), 19724);
+  EXPECT_EQ(days_of(R"("02.01.2024")", "dd.MM.yyyy"), 19724);
+}
+
+TEST(Schema, DateRefused) {
+  auto r = [](const std::string& json, const std::string& format = "") {
+    return refusal(one(FieldType::Date, json, format));
+  };
+  EXPECT_EQ(r(R"("2023-02-29")"), "bad_format v");  // not a leap year
+  EXPECT_EQ(r(R"("1900-02-29")"), "bad_format v");  // century, not divisible by 400
+  EXPECT_EQ(r(R"("2100-02-29")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-04-31")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-13-01")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-00-10")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-00")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-1-2")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T00:00:00")"), "bad_format v");
+  EXPECT_EQ(r(R"("02/01/2024")"), "bad_format v");  // default is yyyy-MM-dd
+  EXPECT_EQ(r(R"("")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024/01/02")", "dd/MM/yyyy"), "bad_format v");
+  EXPECT_EQ(r(R"("31/02/2024")", "dd/MM/yyyy"), "bad_format v");
+  EXPECT_EQ(r(R"("2/1/2024")", "dd/MM/yyyy"), "bad_format v");
+  EXPECT_EQ(r("20240102", "yyyyMMdd"), "type_mismatch v");  // a date is a string
+  EXPECT_EQ(r("true"), "type_mismatch v");
+  EXPECT_EQ(r(R"(["2024-01-02"])"), "type_mismatch v");
+
+  Outcome o = one(FieldType::Date, R"("2023-02-29")");
+  EXPECT_EQ(o.reason->detail,
+            "expected date (yyyy-MM-dd), got \"2023-02-29\": day 29 does not exist in 2023-02");
+  o = one(FieldType::Date, R"("2024-13-01")");
+  EXPECT_EQ(o.reason->detail, "expected date (yyyy-MM-dd), got \"2024-13-01\": month 13 does not exist");
+}
+
+TEST(Schema, DaysFromCivil) {
+  EXPECT_EQ(days_from_civil(1970, 1, 1), 0);
+  EXPECT_EQ(days_from_civil(2024, 1, 2), 19724);
+  EXPECT_EQ(days_from_civil(1969, 12, 31), -1);
+  EXPECT_EQ(days_from_civil(2100, 3, 1), 47541);
+  EXPECT_EQ(days_from_civil(1, 1, 1), -719162);
+  // consecutive days over leap and non-leap February ends
+  EXPECT_EQ(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28), 2);
+  EXPECT_EQ(days_from_civil(2023, 3, 1) - days_from_civil(2023, 2, 28), 1);
+}
+
+TEST(Schema, TimestampIso8601Accepted) {
+  EXPECT_EQ(us_of(R"("2024-01-02T03:04:05Z")"), 1704164645000000);
+  EXPECT_EQ(us_of(R"("2024-01-02T03:04:05")"), 1704164645000000);  // no zone: UTC
+  EXPECT_EQ(us_of(R"("2024-01-02 03:04:05")"), 1704164645000000);  // space for T
+  EXPECT_EQ(us_of(R"("2024-01-02t03:04:05z")"), 1704164645000000);
+  EXPECT_EQ(us_of(R"("2024-01-02T03:04:05+00:00")", "iso8601"), 1704164645000000);
+  EXPECT_EQ(us_of(R"("2024-01-02T10:00:00+02:00")"), 1704182400000000);
+  EXPECT_EQ(us_of(R"("2024-01-02T10:00:00+0200")"), 1704182400000000);
+  EXPECT_EQ(us_of(R"("2024-01-02T10:00:00-03:30")"), 1704202200000000);
+  EXPECT_EQ(us_of(R"("2024-01-02T10:00:00-0330")"), 1704202200000000);
+  EXPECT_EQ(us_of(R"("2024-01-01T00:30:00+05:45")"), 1704048300000000);  // crosses to the previous year
+  EXPECT_EQ(us_of(R"("2024-02-29T23:59:59.123456Z")"), 1709251199123456);
+  EXPECT_EQ(us_of(R"("2024-02-29T23:59:59.123456789Z")"), 1709251199123456);  // truncated to micros
+  EXPECT_EQ(us_of(R"("2024-02-29T23:59:59.1234569")"), 1709251199123456);
+  EXPECT_EQ(us_of(R"("2024-01-02T03:04:05.5Z")"), 1704164645500000);
+  EXPECT_EQ(us_of(R"("1969-12-31T23:59:59.5Z")"), -500000);
+  EXPECT_EQ(us_of(R"("1970-01-01T00:00:00Z")"), 0);
+}
+
+TEST(Schema, TimestampIso8601Refused) {
+  auto r = [](const std::string& json) { return refusal(one(FieldType::Timestamp, json)); };
+  EXPECT_EQ(r(R"("2024-01-02")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T03:04")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T24:00:00Z")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T10:60:00Z")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T10:00:60Z")"), "bad_format v");  // no leap seconds
+  EXPECT_EQ(r(R"("2023-02-29T00:00:00Z")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T10:00:00+02")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T10:00:00+24:00")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T10:00:00+02:60")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T10:00:00.1234567890Z")"), "bad_format v");  // > 9 digits
+  EXPECT_EQ(r(R"("2024-01-02T10:00:00.Z")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T10:00:00Zjunk")"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02X10:00:00Z")"), "bad_format v");
+  EXPECT_EQ(r(R"("02/01/2024 10:00:00")"), "bad_format v");
+  EXPECT_EQ(r("1704164645"), "type_mismatch v");  // a number needs epoch_s / epoch_ms
+  EXPECT_EQ(r("false"), "type_mismatch v");
+}
+
+TEST(Schema, TimestampEpoch) {
+  EXPECT_EQ(us_of("1704164645", "epoch_s"), 1704164645000000);
+  EXPECT_EQ(us_of("1704164645.123456", "epoch_s"), 1704164645123456);  // exact, no binary rounding
+  EXPECT_EQ(us_of("1704164645.1234569", "epoch_s"), 1704164645123456);
+  EXPECT_EQ(us_of(R"("1704164645")", "epoch_s"), 1704164645000000);
+  EXPECT_EQ(us_of(R"(" 1704164645.5 ")", "epoch_s"), 1704164645500000);
+  EXPECT_EQ(us_of("1.7e9", "epoch_s"), 1700000000000000);
+  EXPECT_EQ(us_of("0", "epoch_s"), 0);
+  EXPECT_EQ(us_of("-1", "epoch_s"), -1000000);  // before 1970
+  EXPECT_EQ(us_of("-1.5", "epoch_s"), -1500000);
+  EXPECT_EQ(us_of(R"("-86400")", "epoch_s"), -86400000000);
+  EXPECT_EQ(us_of("0.0000001", "epoch_s"), 0);
+  EXPECT_EQ(us_of("1704164645123", "epoch_ms"), 1704164645123000);
+  EXPECT_EQ(us_of(R"("1704164645123")", "epoch_ms"), 1704164645123000);
+  EXPECT_EQ(us_of("1.5", "epoch_ms"), 1500);
+  EXPECT_EQ(us_of("-1000", "epoch_ms"), -1000000);
+  EXPECT_EQ(us_of("9223372036854", "epoch_s"), 9223372036854000000);
+
+  auto r = [](const std::string& json, const std::string& format) {
+    return refusal(one(FieldType::Timestamp, json, format));
+  };
+  EXPECT_EQ(r("9223372036855", "epoch_s"), "out_of_range v");
+  EXPECT_EQ(r("1e20", "epoch_s"), "out_of_range v");
+  EXPECT_EQ(r("1e400", "epoch_ms"), "out_of_range v");
+  EXPECT_EQ(r(R"("abc")", "epoch_s"), "bad_format v");
+  EXPECT_EQ(r(R"("")", "epoch_ms"), "bad_format v");
+  EXPECT_EQ(r(R"("2024-01-02T00:00:00Z")", "epoch_s"), "bad_format v");
+  EXPECT_EQ(r(R"("NaN")", "epoch_s"), "bad_format v");
+  EXPECT_EQ(r("true", "epoch_s"), "type_mismatch v");
+  EXPECT_EQ(r(R"({"s":1})", "epoch_ms"), "type_mismatch v");
+}
+
+TEST(Schema, TimestampPattern) {
+  EXPECT_EQ(us_of(R"("02/01/2024 10:30:15")", "dd/MM/yyyy HH:mm:ss"), 1704191415000000);
+  EXPECT_EQ(us_of(R"("20240102103015")", "yyyyMMddHHmmss"), 1704191415000000);
+  EXPECT_EQ(us_of(R"("02/01/2024 10:30")", "dd/MM/yyyy HH:mm"), 1704191400000000);
+  EXPECT_EQ(us_of(R"("02/01/2024")", "dd/MM/yyyy"), 1704153600000000);
+  auto r = [](const std::string& json, const std::string& format) {
+    return refusal(one(FieldType::Timestamp, json, format));
+  };
+  EXPECT_EQ(r(R"("02/01/2024 24:00:00")", "dd/MM/yyyy HH:mm:ss"), "bad_format v");
+  EXPECT_EQ(r(R"("30/02/2024 10:00:00")", "dd/MM/yyyy HH:mm:ss"), "bad_format v");
+  EXPECT_EQ(r(R"("02/01/2024 10:00")", "dd/MM/yyyy HH:mm:ss"), "bad_format v");
+  EXPECT_EQ(r(R"("02/01/2024 10:00:00Z")", "dd/MM/yyyy HH:mm:ss"), "bad_format v");
+  EXPECT_EQ(r("1704191415", "dd/MM/yyyy HH:mm:ss"), "type_mismatch v");
+}
+
+TEST(Schema, PublicParsers) {
+  EXPECT_EQ(parse_date("02/01/2024", "dd/MM/yyyy")->days, 19724);
+  EXPECT_EQ(parse_date("2024-01-02", "")->days, 19724);
+  EXPECT_FALSE(parse_date("31/02/2024", "dd/MM/yyyy"));
+  EXPECT_FALSE(parse_date("02/01/2024", "dd/MM/yy"));  // unknown token: a bad pattern, not a date
+  EXPECT_FALSE(parse_date(" 2024-01-02", ""));          // the parsers do not trim; fields do
+  EXPECT_EQ(parse_timestamp("2024-01-02T10:00:00+02:00", "iso8601")->micros, 1704182400000000);
+  EXPECT_EQ(parse_timestamp("2024-01-02T10:00:00+02:00", "")->micros, 1704182400000000);
+  EXPECT_EQ(parse_timestamp("-1.5", "epoch_s")->micros, -1500000);
+  EXPECT_EQ(parse_timestamp("1500", "epoch_ms")->micros, 1500000);
+  EXPECT_EQ(parse_timestamp("02/01/2024 10:30:15", "dd/MM/yyyy HH:mm:ss")->micros, 1704191415000000);
+  EXPECT_FALSE(parse_timestamp("2024-01-02", "iso8601"));
+  EXPECT_FALSE(parse_timestamp("x", "epoch_s"));
+}
+
+TEST(Schema, NestedPointers) {
+  RecordValidator v(schema_of({
+      field("c0", FieldType::Int64, "/a/b/0/c"),
+      field("c1", FieldType::Int64, "/a/b/1/c"),
+      field("missing_key", FieldType::String, "/a/x"),
+      field("missing_index", FieldType::Int64, "/a/b/5/c"),
+      field("slash", FieldType::String, "/m~1n"),
+      field("tilde", FieldType::String, "/t~0"),
+      field("through_scalar", FieldType::String, "/s/x"),
+      field("leading_zero", FieldType::Int64, "/a/b/01/c"),
+      field("c1_text", FieldType::String, "/a/b/1/c"),  // two fields on one pointer
+      field("top", FieldType::String, "/s"),
+      field("obj_key_0", FieldType::String, "/o/0"),
+  }));
+  Outcome o = v.apply(R"({"s":5,"a":{"x":null,"b":[{"c":1},{"c":"2"}]},"m/n":"slash","t~":"tilde",
+                          "o":{"0":"zero"}})");
+  ASSERT_TRUE(o.row) << o.reason->detail;
+  EXPECT_EQ(value<int64_t>(o, 0), 1);
+  EXPECT_EQ(value<int64_t>(o, 1), 2);
+  EXPECT_TRUE(is_null(o, 2));
+  EXPECT_TRUE(is_null(o, 3));
+  EXPECT_EQ(value<std::string>(o, 4), "slash");
+  EXPECT_EQ(value<std::string>(o, 5), "tilde");
+  EXPECT_TRUE(is_null(o, 6));
+  EXPECT_TRUE(is_null(o, 7));
+  EXPECT_EQ(value<std::string>(o, 8), "2");
+  EXPECT_EQ(value<std::string>(o, 9), "5");
+  EXPECT_EQ(value<std::string>(o, 10), "zero");
+
+  // A pointer at a container is a type mismatch, even when other fields go inside it.
+  RecordValidator w(schema_of({field("inner", FieldType::Int64, "/a/b"),
+                               field("whole", FieldType::String, "/a")}));
+  Outcome m = w.apply(R"({"a":{"b":7}})");
+  EXPECT_EQ(refusal(m), "type_mismatch whole");
+  EXPECT_EQ(m.reason->detail, "expected string, got an object");
+  Outcome leaf = RecordValidator(schema_of({field("whole", FieldType::String, "/a")})).apply(R"({"a":{"b":7}})");
+  EXPECT_EQ(leaf.reason->detail, "expected string, got {\"b\":7}");
+}
+
+TEST(Schema, KeysAreUnescapedAndDefaultPathEscaped) {
+  RecordValidator v(schema_of({field("caf\xC3\xA9", FieldType::Int64), field("a/b", FieldType::Int64)}));
+  Outcome o = v.apply(R"({"caf\u00e9": 1, "a/b": 2})");
+  EXPECT_EQ(value<int64_t>(o, 0), 1);
+  EXPECT_EQ(value<int64_t>(o, 1), 2);
+}
+
+TEST(Schema, DuplicateKeysFirstWins) {
+  RecordValidator v(schema_of({field("a", FieldType::Int64)}));
+  EXPECT_EQ(value<int64_t>(v.apply(R"({"a":1,"a":2})")), 1);
+  EXPECT_EQ(refusal(v.apply(R"({"a":"x","a":2})")), "bad_format a");
+}
+
+TEST(Schema, RequiredVersusNullable) {
+  RecordValidator v(schema_of({field("opt", FieldType::Int64), field("req", FieldType::Int64, "", true)}));
+  Outcome ok = v.apply(R"({"req": 1})");
+  EXPECT_TRUE(is_null(ok, 0));
+  EXPECT_EQ(value<int64_t>(ok, 1), 1);
+  ok = v.apply(R"({"opt": null, "req": 2})");
+  EXPECT_TRUE(is_null(ok, 0));
+  EXPECT_EQ(value<int64_t>(ok, 1), 2);
+
+  Outcome absent = v.apply(R"({"opt": 1})");
+  EXPECT_EQ(refusal(absent), "missing_required req");
+  EXPECT_EQ(absent.reason->detail, "required field is absent at /req");
+  Outcome null = v.apply(R"({"opt": 1, "req": null})");
+  EXPECT_EQ(refusal(null), "missing_required req");
+  EXPECT_EQ(null.reason->detail, "required field is null at /req");
+  // A required field whose pointer runs through a scalar is absent.
+  RecordValidator deep(schema_of({field("x", FieldType::String, "/a/b", true)}));
+  EXPECT_EQ(refusal(deep.apply(R"({"a": 3})")), "missing_required x");
+  EXPECT_EQ(refusal(deep.apply(R"({"a": null})")), "missing_required x");
+  EXPECT_EQ(refusal(deep.apply(R"({"a": {"b": ""}})")), "accepted");  // empty string is a value
+}
+
+TEST(Schema, FirstFailingFieldInSchemaOrderWins) {
+  RecordValidator v(schema_of({field("a", FieldType::Int64), field("b", FieldType::Int64, "", true),
+                               field("c", FieldType::Date)}));
+  EXPECT_EQ(refusal(v.apply(R"({"c":"bad","b":null,"a":"x"})")), "bad_format a");
+  EXPECT_EQ(refusal(v.apply(R"({"c":"bad","a":1})")), "missing_required b");
+  EXPECT_EQ(refusal(v.apply(R"({"c":"bad","a":1,"b":2})")), "bad_format c");
+  EXPECT_EQ(refusal(v.apply(R"({"c":"2024-01-02","a":1,"b":2,"extra":[1,{"z":true}]})")), "accepted");
+}
+
+TEST(Schema, RecordLevelProblems) {
+  RecordValidator v(schema_of({field("a", FieldType::Int64)}));
+  auto r = [&](std::string_view json) { return v.apply(json); };
+  for (std::string_view not_object : {"[1,2]", "42", "\"s\"", "true", "null", "  []  "}) {
+    Outcome o = r(not_object);
+    EXPECT_EQ(refusal(o), "type_mismatch ") << not_object;
+    EXPECT_EQ(o.reason->detail, "record is not an object") << not_object;
+  }
+  for (std::string_view broken : {"", "   ", "not json", "{\"a\":", "{\"a\":1,}", "{\"a\":1} x",
+                                  "{\"a\" 1}", "{\"a\": tru}", "{\"a\": 1.2.3}", "{\"a\":\"\\q\"}",
+                                  "{\"a\":1", "nul", "[1,2", "{\"a\":1}}"}) {
+    Outcome o = r(broken);
+    EXPECT_EQ(refusal(o), "parse_error ") << broken;
+  }
+  EXPECT_EQ(value<int64_t>(r(" {\"a\":1} \n")), 1);  // surrounding whitespace is fine
+  EXPECT_EQ(refusal(r("{}")), "accepted");
+}
+
+TEST(Schema, DetailIsClipped) {
+  std::string big(500, 'x');
+  Outcome o = one(FieldType::Int64, "\"" + big + "\"");
+  ASSERT_EQ(refusal(o), "bad_format v");
+  EXPECT_LT(o.reason->detail.size(), 130u);
+  EXPECT_EQ(o.reason->detail.substr(o.reason->detail.size() - 3), "...");
+  // never cut inside a UTF-8 sequence
+  std::string accents;
+  for (int i = 0; i < 200; ++i) accents += "\xC3\xA9";
+  o = one(FieldType::Int64, "\"" + accents + "\"");
+  std::string d = o.reason->detail.substr(0, o.reason->detail.size() - 3);
+  EXPECT_NE(static_cast<unsigned char>(d.back()), 0xC3u);
+}
+
+TEST(Schema, ReusedValidatorAcrossRecords) {
+  RecordValidator v(schema_of({field("n", FieldType::Int64), field("s", FieldType::String)}));
+  Outcome big = v.apply(R"({"s":")" + std::string(1000, 'y') + R"(","n":123456789})");
+  EXPECT_EQ(value<int64_t>(big, 0), 123456789);
+  Outcome small = v.apply(R"({"n":7})");
+  EXPECT_EQ(value<int64_t>(small, 0), 7);
+  EXPECT_TRUE(is_null(small, 1));  // nothing carried over from the previous record
+  EXPECT_EQ(refusal(v.apply(R"({"n":"x"})")), "bad_format n");
+  EXPECT_EQ(value<int64_t>(v.apply(R"({"n":8,"s":"z"})"), 0), 8);
+}
+
+TEST(Schema, ApplyOnDemandValues) {
+  RecordValidator v(schema_of({field("id", FieldType::Int64, "", true), field("when", FieldType::Date)}));
+  simdjson::ondemand::parser parser;
+  simdjson::padded_string page(std::string_view(
+      R"({"data":[{"id":1,"when":"2024-01-02"},{"id":"x"},7,{"when":null,"id":3},{"nested":{"id":9}}]})"));
+  simdjson::ondemand::document doc = parser.iterate(page);
+  std::vector<std::string> results;
+  for (auto item : doc["data"].get_array()) {
+    simdjson::ondemand::value record = item.value();
+    Outcome o = v.apply(record);
+    results.push_back(o.row ? std::to_string(std::get<int64_t>((*o.row)[0])) : refusal(o));
+    if (o.row && results.size() == 1) {
+      EXPECT_EQ(std::get<DateDays>((*o.row)[1]).days, 19724);
+    }
+  }
+  EXPECT_EQ(results, (std::vector<std::string>{"1", "bad_format id", "type_mismatch ", "3", "missing_required id"}));
+}
+
+TEST(Schema, InvalidSchemasAreRefusedUpFront) {
+  auto throws = [](FieldSpec f) {
+    try {
+      RecordValidator v(schema_of({field("ok", FieldType::Int64), std::move(f)}));
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no throw");
+  };
+  EXPECT_NE(throws(field("p", FieldType::Int64, "a/b")).find("JSON pointer"), std::string::npos);
+  EXPECT_NE(throws(field("p", FieldType::Int64, "/a~2")).find("escape"), std::string::npos);
+  EXPECT_NE(throws(field("p", FieldType::Date, "", false, "yy-MM-dd")).find("'yy'"), std::string::npos);
+  EXPECT_NE(throws(field("p", FieldType::Date, "", false, "dd/MM/yyyy HH")).find("cannot hold"), std::string::npos);
+  EXPECT_NE(throws(field("p", FieldType::Date, "", false, "dd/MM")).find("needs yyyy"), std::string::npos);
+  EXPECT_NE(throws(field("p", FieldType::Timestamp, "", false, "epoch_us")).find("'epoch_us'"), std::string::npos);
+  EXPECT_NE(throws(field("p", FieldType::Timestamp, "", false, "dd/dd/yyyy")).find("twice"), std::string::npos);
+  EXPECT_NE(throws(field("p", FieldType::Double, "", false, "comma")).find("decimal_comma"), std::string::npos);
+  EXPECT_NE(throws(field("p", FieldType::String, "", false, "x")).find("no format"), std::string::npos);
+  EXPECT_NE(throws(field("ok", FieldType::String)).find("duplicate"), std::string::npos);
+  EXPECT_NE(throws(field("", FieldType::String, "/x")).find("empty name"), std::string::npos);
+  EXPECT_TRUE(schema_problems(schema_of({field("a", FieldType::Timestamp, "/x/0", true, "epoch_ms"),
+                                         field("b", FieldType::Double, "", false, "decimal_comma")}))
+                  .empty());
+}
+
+}  // namespace
+}  // namespace apilake
