@@ -4,10 +4,15 @@
 //                                                                      _extraction_id, _message_id, _ingested_at)
 //   deadletter/<source>/<endpoint>/YYYY/MM/DD/HH/<first>-<last>.jsonl  (one line per refused record:
 //                                                                      {"record","reason","field","detail",
-//                                                                       "message_id","extraction_id","page"})
-// hour = ingestion hour (the message's publish time). File names derive from the batch's first and
-// last message ids, so a rewrite replaces. A page that is not JSON dead-letters as one parse_error line
-// holding the raw body as a string.
+//                                                                       "message_id","extraction_id","page",
+//                                                                       "source","endpoint"})
+// hour = ingestion hour (the message's publish time). File names derive from the first and last
+// message ids (zero-padded to 12 digits) of the batch's messages that went into that file, so a
+// rewrite replaces. A page that is not JSON, or whose records_pointer is missing or points at a
+// scalar, dead-letters as one parse_error line holding the raw body (first 1 MiB) as a string; so does
+// a page of an unknown source/endpoint (unknown_dataset; names that are not plain file names go under
+// _unknown/_unknown) or of an endpoint whose schema RecordValidator refuses (invalid_schema).
+// The batch always proceeds.
 #pragma once
 #include <map>
 #include <memory>

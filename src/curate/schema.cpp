@@ -324,7 +324,7 @@ std::optional<std::vector<PatternItem>> compile_pattern(std::string_view p, bool
   bool seen[7] = {};
   for (size_t i = 0; i < p.size();) {
     char c = p[i];
-    if (std::strchr("yMdHms", c) == nullptr) {
+    if (std::string_view("yMdHms").find(c) == std::string_view::npos) {
       items.push_back({Token::Literal, c});
       ++i;
       continue;

@@ -37,11 +37,15 @@ std::string render_date(const std::string& iso, const std::string& pattern);
 
 // Pagination decision after a page: the next URL or nothing (done). Pure; unit-tested.
 // `records` is the count of records on this page, `body` the page (for next-URL pointers).
+// PageNumber/OffsetLimit: a page with fewer than page_size records is the last. NextUrl: a null,
+// absent or empty value is the last; a relative URL is resolved against current_url; a non-string
+// value or a body that is not JSON throws FetchError. The page cap is the caller's check.
 std::optional<std::string> next_page_url(const Endpoint& endpoint, const std::string& current_url,
                                          int page_number, std::size_t records, const std::string& body);
 
-// Counts records at records_pointer in a JSON body; throws FetchError("page N: ...") when the body
-// is not JSON, truncated, or the pointer does not reach an array.
+// Counts records at records_pointer in a JSON body: an array counts its elements, an object is one
+// record. Throws FetchError when the body is not JSON, truncated, or the pointer reaches nothing or
+// a scalar (Fetcher prefixes "page N: ").
 std::size_t count_records(const std::string& body, const std::string& records_pointer);
 
 class Fetcher {

@@ -264,6 +264,8 @@ TEST(Schema, DateAccepted) {
   EXPECT_EQ(days_of(R"("1600-03-01")"), -135080);
   EXPECT_EQ(days_of(R"("9999-12-31")"), 2932896);
   EXPECT_EQ(days_of(R"("0001-01-01")"), -719162);
+  EXPECT_EQ(days_of(R"("0000-03-01")"), -719468);  // year 0 is a leap year (proleptic Gregorian)
+  EXPECT_EQ(days_of(R"("0000-02-29")"), -719469);
   EXPECT_EQ(days_of(R"(" 2024-01-02 ")"), 19724);  // surrounding whitespace trimmed
   EXPECT_EQ(days_of(R"("2024-01-02")", "iso8601"), 19724);
   EXPECT_EQ(days_of(R"("29/02/2024")", "dd/MM/yyyy"), 19782);
@@ -512,6 +514,8 @@ TEST(Schema, RecordLevelProblems) {
   }
   EXPECT_EQ(value<int64_t>(r(" {\"a\":1} \n")), 1);  // surrounding whitespace is fine
   EXPECT_EQ(refusal(r("{}")), "accepted");
+  // Values no field points at are skipped, not validated (docs/schema.md, "Record level").
+  EXPECT_EQ(value<int64_t>(r(R"({"a":1,"junk":tru})")), 1);
 }
 
 TEST(Schema, DetailIsClipped) {

@@ -458,7 +458,9 @@ TEST(Definition, BundledSourcesLoad) {
   ASSERT_FALSE(sources.empty());
   for (const auto& s : sources)
     for (const auto& e : s.endpoints)
-      if (!e.example.empty()) EXPECT_NO_THROW(validate_params(e, e.example)) << s.name << "." << e.name;
+      if (!e.example.empty()) {
+        EXPECT_NO_THROW(validate_params(e, e.example)) << s.name << "." << e.name;
+      }
 }
 
 }  // namespace
