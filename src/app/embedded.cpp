@@ -119,6 +119,9 @@ void EmbeddedPipeline::start() {
   auto& m = *impl_;
   // Roll every prepared batch forward first; whatever is left in staging after that belongs to no
   // batch (a crash mid-write) and is swept, so staging never grows across crashes.
+  // This process owns the embedded bus: leases still held belong to a previous run that died, so
+  // their messages are redelivered now rather than after the ack deadline.
+  if (auto n = m.bus->release_leases()) spdlog::info("bus: {} deliveries of a previous run redelivered", n);
   m.archive_consumer->recover();
   m.curate_consumer->recover();
   std::error_code ec;

@@ -745,4 +745,10 @@ std::size_t SqliteBus::backlog(const std::string& subscription) {
   return static_cast<std::size_t>(q.i64(0));
 }
 
+std::size_t SqliteBus::release_leases() {
+  std::lock_guard lock(mu_);
+  (*stmts_)("UPDATE deliveries SET state = 'waiting', lease_until_us = 0, ack_id = NULL WHERE state = 'leased'").run();
+  return static_cast<std::size_t>(sqlite3_changes(db_));
+}
+
 }  // namespace apilake

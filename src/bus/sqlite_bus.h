@@ -46,6 +46,11 @@ class SqliteBus final : public Bus, public Ledger {
   std::vector<Message> dead_letters(const std::string& subscription);
   std::size_t backlog(const std::string& subscription);
 
+  // Ends every lease at once: the messages are deliverable again now (their attempt counts stay).
+  // For start-up in the embedded mode, where the process that held the leases is known to be dead;
+  // never call it while another process may be consuming from this database. Returns how many.
+  std::size_t release_leases();
+
  private:
   struct Statements;  // prepared-statement cache
   void require_subscription(const std::string& subscription);  // throws std::invalid_argument

@@ -216,6 +216,24 @@ TEST_F(SqliteBusTest, ReopenKeepsUnackedMessagesAndForgetsAcked) {
   EXPECT_EQ(got[1].delivery_attempt, 1);
 }
 
+TEST_F(SqliteBusTest, ReleaseLeasesAfterACrashRedeliversAtOnce) {
+  {
+    auto bus = open();
+    bus->publish("pages", {msg("a"), msg("b")});
+    ASSERT_EQ(bus->pull("archive", 10, 600s).size(), 2u);  // leased by a process that then dies
+  }
+  auto bus = open();
+  EXPECT_TRUE(bus->pull("archive", 10, 60s).empty());  // still leased for 10 minutes
+  EXPECT_EQ(bus->release_leases(), 2u);
+  auto again = bus->pull("archive", 10, 60s);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].delivery_attempt, 2);
+  EXPECT_EQ(bus->release_leases(), 2u);
+  bus->ack("archive", ack_ids(bus->pull("archive", 10, 60s)));
+  EXPECT_EQ(bus->release_leases(), 0u);
+  EXPECT_TRUE(bus->pull("archive", 10, 60s).empty());
+}
+
 TEST_F(SqliteBusTest, MessageIdsAreNeverReused) {
   auto bus = open();
   auto first = bus->publish("pages", {msg("a")});

@@ -337,17 +337,18 @@ TEST(EndToEnd, BadRequestsGetProblemBodiesAndTheServerKeepsServing) {
 TEST(EndToEnd, SigkillMidRunLosesNothingAndDuplicatesNothing) {
   auto dir = temp_dir("e2e-kill");
   std::vector<std::string> ids;
-  {
+  // Several crash points: before the first batch flushes (the curator flushes after 1 s), around the
+  // flush, and after it; each round submits more work and kills the process with SIGKILL.
+  for (int delay_ms : {300, 1000, 1150, 1700}) {
     ApilakeProcess app(dir / "data");
     app.start();
     auto bex = example_of(app, "bcb_sgs", "series");
     auto oex = example_of(app, "openbrewerydb", "breweries");
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < 4; ++i) {
       ids.push_back(submit(app, "bcb_sgs", "series", bex));
       ids.push_back(submit(app, "openbrewerydb", "breweries", oex));
     }
-    // Kill while pages are fetched, published and batched (the curator flushes after 1 s).
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     app.kill(SIGKILL);
   }
   ApilakeProcess again(dir / "data");
