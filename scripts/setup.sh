@@ -56,4 +56,11 @@ if [ ! -f "$dest/VERSION" ] || [ "$(cat "$dest/VERSION")" != "$DUCKDB_VERSION" ]
   echo "$DUCKDB_VERSION" > "$dest/VERSION"
   echo "setup: DuckDB $DUCKDB_VERSION in $dest"
 fi
+# npm packages pinned in package.json / package-lock.json (test servers, independent readers, web
+# assets). Re-installed only when the lock file changes.
+lock_sum="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
+if [ ! -f "$here/node_modules/.apilake-lock" ] || [ "$(cat "$here/node_modules/.apilake-lock")" != "$lock_sum" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" > "$here/node_modules/.apilake-lock"
+fi
 echo "setup: ok"

@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "api/extraction_service.h"
 #include "api/extraction_store.h"
+#include "app/commands.h"
 #include "app/replay.h"
 #include "archive/archiver.h"
 #include "bus/consumer.h"
@@ -149,11 +150,7 @@ uint16_t EmbeddedPipeline::port() const { return impl_->server->port(); }
 int run_up(Config config) {
   // Block the signals before any thread starts so every thread inherits the mask and sigwait below
   // is the only receiver.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  block_stop_signals();
   std::optional<EmbeddedPipeline> pipeline;
   try {
     pipeline.emplace(std::move(config));
@@ -162,8 +159,7 @@ int run_up(Config config) {
     spdlog::error("apilake up: {}", e.what());
     return 1;
   }
-  int sig = 0;
-  sigwait(&set, &sig);
+  int sig = wait_for_stop_signal();
   spdlog::info("apilake up: signal {} received, stopping", sig);
   pipeline->stop();
   return 0;
