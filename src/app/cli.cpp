@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "app/commands.h"
@@ -31,13 +32,25 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"apilake: public HTTP/JSON APIs into a queryable lake (raw Avro, curated Parquet, SQL)"};
   app.require_subcommand(1);
   app.fallthrough();  // global options (--log-level) are accepted after the subcommand too
+  // Precedence: defaults < --config file < APILAKE_* environment < flags. The file must be read before
+  // CLI11 applies the flags, so it is found by a pre-scan of argv.
   Config config;
+  std::string config_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) config_file = argv[i + 1];
+    if (a.rfind("--config=", 0) == 0) config_file = a.substr(9);
+  }
+  if (config_file.empty())
+    if (const char* f = std::getenv("APILAKE_CONFIG")) config_file = f;
   try {
+    if (!config_file.empty()) apply_file(config, config_file);
     apply_env(config);
   } catch (const std::exception& e) {
     std::cerr << "apilake: " << e.what() << "\n";
     return 2;
   }
+  app.add_option("--config", config_file, "YAML config file (or APILAKE_CONFIG); see docs/configuration.md");
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error")->capture_default_str();
 
   Commands commands;

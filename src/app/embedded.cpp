@@ -3,8 +3,10 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <set>
 
 #include "api/api.h"
 #include "api/extraction_service.h"
@@ -13,6 +15,7 @@
 #include "app/replay.h"
 #include "archive/archiver.h"
 #include "bus/consumer.h"
+#include "bus/fault.h"
 #include "bus/sqlite_bus.h"
 #include "curate/curator.h"
 #include "definition/definition.h"
@@ -54,6 +57,9 @@ EmbeddedPipeline::EmbeddedPipeline(Config config) : impl_(std::make_unique<Impl>
                                 " without API keys: set APILAKE_API_KEYS or --api-key, or bind 127.0.0.1");
 
   duck::check_library_version();
+  // Test-only crash injection (bus/fault.h): refuse a malformed APILAKE_FAULT now, and say loudly
+  // when one is armed.
+  if (fault_arm()) spdlog::warn("APILAKE_FAULT={} is armed: this process will kill itself there", std::getenv("APILAKE_FAULT"));
   m.sources = load_sources(c.sources_dir);
   if (c.demo) {
     m.replay = std::make_unique<ReplayServer>(m.sources, 0);
@@ -125,9 +131,15 @@ void EmbeddedPipeline::start() {
   if (auto n = m.bus->release_leases()) spdlog::info("bus: {} deliveries of a previous run redelivered", n);
   m.archive_consumer->recover();
   m.curate_consumer->recover();
+  // A batch recover() could not finish yet (lake unreachable) keeps its staged files: sweeping them
+  // would turn a retry into an abandon.
+  std::set<std::filesystem::path> keep;
+  for (const char* consumer : {"archive", "curate"})
+    for (const auto& b : m.bus->pending(consumer))
+      for (const auto& f : b.files) keep.insert(std::filesystem::path(f.staged).lexically_normal());
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(m.lake->staging_dir(), ec))
-    if (e.is_regular_file()) std::filesystem::remove(e.path(), ec);
+    if (e.is_regular_file() && !keep.count(e.path().lexically_normal())) std::filesystem::remove(e.path(), ec);
   m.archive_consumer->start();
   m.curate_consumer->start();
   m.extractions->start();

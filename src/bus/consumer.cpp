@@ -1,5 +1,7 @@
 #include "bus/consumer.h"
 
+#include "bus/fault.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <set>
@@ -193,6 +195,18 @@ std::size_t Consumer::flush() {
   if (batch.batch_id.empty())
     batch.batch_id = fmt::format("{}-{}-{}", options_.consumer, batch.message_ids.front(), batch.message_ids.back());
 
+  // Test-only crash points (bus/fault.h; inert unless APILAKE_FAULT is set). in_stage stands for a
+  // crash while the staged file was being written: the file is torn to half its length first.
+  if (fault_hit(options_.consumer, "in_stage")) {
+    if (!batch.files.empty()) {
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(batch.files.front().staged, ec);
+      if (!ec) std::filesystem::resize_file(batch.files.front().staged, size / 2, ec);
+    }
+    fault_kill();
+  }
+  fault_point(options_.consumer, "after_stage");
+
   try {
     ledger_.prepare(batch);
   } catch (const std::exception& e) {
@@ -204,8 +218,13 @@ std::size_t Consumer::flush() {
     return 0;
   }
 
+  fault_point(options_.consumer, "after_prepare");
+
   try {
-    for (const auto& f : batch.files) commit_file_(f);
+    for (const auto& f : batch.files) {
+      commit_file_(f);
+      fault_point(options_.consumer, "after_rename");  // the first file is in the lake, the rest staged
+    }
     ledger_.commit(batch, options_.subscription);
   } catch (const std::exception& e) {
     // The batch is durable in the ledger: recover() finishes it; its messages are not nacked
@@ -215,6 +234,7 @@ std::size_t Consumer::flush() {
     recover_due_ = true;
     return 0;
   }
+  fault_point(options_.consumer, "after_commit_before_return");
   spdlog::debug("{}: committed batch {} ({} messages, {} files)", options_.consumer, batch.batch_id,
                 batch.message_ids.size(), batch.files.size());
   return batch.message_ids.size();

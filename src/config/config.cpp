@@ -1,54 +1,157 @@
 #include "config/config.h"
 
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <functional>
 #include <stdexcept>
 
 namespace apilake {
 namespace {
 
+// One row per key: how to set it from text (env) and from a YAML node (file).
+struct Key {
+  const char* name;
+  std::function<void(Config&, const std::string&)> from_text;
+};
+
 template <class T>
-void number_from_env(const char* name, T& out) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return;
-  std::string_view s(v);
-  T parsed{};
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), parsed);
-  if (ec != std::errc() || p != s.data() + s.size())
-    throw std::invalid_argument(std::string(name) + ": not a number: '" + v + "'");
-  out = parsed;
+T parse_number(const std::string& s) {
+  T v{};
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) throw std::invalid_argument("not a number: '" + s + "'");
+  return v;
 }
 
-void string_from_env(const char* name, std::string& out) {
-  if (const char* v = std::getenv(name); v && *v) out = v;
+bool parse_bool(const std::string& s) {
+  std::string l(s);
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (l == "1" || l == "true" || l == "yes" || l == "on") return true;
+  if (l == "0" || l == "false" || l == "no" || l == "off") return false;
+  throw std::invalid_argument("not a boolean: '" + s + "'");
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  for (std::size_t start = 0; start <= s.size();) {
+    auto end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+#define STR(key, field) Key{key, [](Config& c, const std::string& v) { c.field = v; }}
+#define NUM(key, field) Key{key, [](Config& c, const std::string& v) { c.field = parse_number<decltype(c.field)>(v); }}
+#define BOOL(key, field) Key{key, [](Config& c, const std::string& v) { c.field = parse_bool(v); }}
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> k = {
+      STR("data_dir", data_dir),
+      STR("sources", sources_dir),
+      STR("host", host),
+      NUM("port", port),
+      BOOL("demo", demo),
+      Key{"api_keys", [](Config& c, const std::string& v) { c.api_keys = split_list(v); }},
+      NUM("http_threads", http_threads),
+      NUM("fetch_workers", fetch_workers),
+      NUM("batch_max_messages", batch_max_messages),
+      NUM("batch_max_age_ms", batch_max_age_ms),
+      NUM("ack_deadline_s", ack_deadline_s),
+      NUM("max_delivery_attempts", max_delivery_attempts),
+      NUM("query_timeout_ms", query_timeout_ms),
+      STR("log_level", log_level),
+      STR("bus.kind", bus_kind),
+      STR("bus.topic", bus_topic),
+      STR("pubsub.project", pubsub_project),
+      STR("pubsub.endpoint", pubsub_endpoint),
+      STR("pubsub.credentials", pubsub_credentials),
+      BOOL("pubsub.ordering", pubsub_ordering),
+      STR("push.token", push_token),
+      STR("s3.endpoint", s3_endpoint),
+      STR("s3.region", s3_region),
+      STR("cache_dir", cache_dir),
+  };
+  return k;
+}
+
+#undef STR
+#undef NUM
+#undef BOOL
+
+std::string env_name(const std::string& key) {
+  std::string e = "APILAKE_";
+  for (char ch : key) e += ch == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return e;
+}
+
+const Key* find_key(const std::string& name) {
+  for (const auto& k : keys())
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+std::string where(const std::string& path, const YAML::Node& n) {
+  return path + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1) + ": ";
+}
+
+void walk(Config& c, const std::string& path, const YAML::Node& map, const std::string& prefix) {
+  for (const auto& kv : map) {
+    std::string name = prefix + kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+    if (v.IsMap()) {
+      walk(c, path, v, name + ".");
+      continue;
+    }
+    const Key* key = find_key(name);
+    if (!key) throw std::invalid_argument(where(path, kv.first) + "unknown key '" + name + "'");
+    std::string text;
+    if (v.IsSequence()) {
+      for (const auto& item : v) text += (text.empty() ? "" : ",") + item.as<std::string>();
+    } else if (v.IsScalar()) {
+      text = v.as<std::string>();
+    } else if (!v.IsNull()) {
+      throw std::invalid_argument(where(path, v) + "'" + name + "' needs a value");
+    }
+    try {
+      key->from_text(c, text);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(where(path, v) + name + ": " + e.what());
+    }
+  }
 }
 
 }  // namespace
 
+void apply_file(Config& c, const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw std::invalid_argument(path + ":1:1: cannot read the config file");
+  } catch (const YAML::Exception& e) {
+    throw std::invalid_argument(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  if (root.IsNull()) return;
+  if (!root.IsMap()) throw std::invalid_argument(where(path, root) + "the config file must be a mapping");
+  walk(c, path, root, "");
+}
+
 void apply_env(Config& c) {
-  string_from_env("APILAKE_DATA_DIR", c.data_dir);
-  string_from_env("APILAKE_SOURCES", c.sources_dir);
-  string_from_env("APILAKE_HOST", c.host);
-  number_from_env("APILAKE_PORT", c.port);
-  if (const char* v = std::getenv("APILAKE_DEMO"); v && *v) c.demo = std::string(v) == "1" || std::string(v) == "true";
-  if (const char* v = std::getenv("APILAKE_API_KEYS"); v && *v) {
-    c.api_keys.clear();
-    std::string s(v);
-    for (std::size_t start = 0; start <= s.size();) {
-      auto end = s.find(',', start);
-      if (end == std::string::npos) end = s.size();
-      if (end > start) c.api_keys.push_back(s.substr(start, end - start));
-      start = end + 1;
+  for (const auto& k : keys()) {
+    std::string var = env_name(k.name);
+    const char* v = std::getenv(var.c_str());
+    if (!v || !*v) continue;
+    try {
+      k.from_text(c, v);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(var + ": " + e.what());
     }
   }
-  number_from_env("APILAKE_HTTP_THREADS", c.http_threads);
-  number_from_env("APILAKE_FETCH_WORKERS", c.fetch_workers);
-  number_from_env("APILAKE_BATCH_MAX_MESSAGES", c.batch_max_messages);
-  number_from_env("APILAKE_BATCH_MAX_AGE_MS", c.batch_max_age_ms);
-  number_from_env("APILAKE_ACK_DEADLINE_S", c.ack_deadline_s);
-  number_from_env("APILAKE_MAX_DELIVERY_ATTEMPTS", c.max_delivery_attempts);
-  number_from_env("APILAKE_QUERY_TIMEOUT_MS", c.query_timeout_ms);
-  string_from_env("APILAKE_LOG_LEVEL", c.log_level);
 }
 
 bool is_loopback(const std::string& host) {

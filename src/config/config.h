@@ -1,5 +1,8 @@
-// Process configuration: defaults, then environment variables (APILAKE_<KEY>), then command-line
-// flags (applied by app/). One struct, one loader; every stage gets only the fields it needs.
+// Process configuration. One struct, one loader, one precedence:
+//   defaults < config file (YAML) < environment (APILAKE_<KEY>) < command-line flags (app/).
+// Every key has a dotted name used in the file (nested maps: `bus: {kind: pubsub}` is "bus.kind")
+// and an environment variable (APILAKE_ + the name upper-cased with '.' → '_': APILAKE_BUS_KIND).
+// The table of keys is in config.cpp; docs/configuration.md lists them.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -8,21 +11,40 @@
 namespace apilake {
 
 struct Config {
-  std::string data_dir = "./data";         // APILAKE_DATA_DIR
-  std::string sources_dir = "sources";     // APILAKE_SOURCES
-  std::string host = "127.0.0.1";          // APILAKE_HOST
-  uint16_t port = 8080;                    // APILAKE_PORT
-  bool demo = false;                       // APILAKE_DEMO=1
-  std::vector<std::string> api_keys;       // APILAKE_API_KEYS=k1,k2
-  int http_threads = 2;                    // APILAKE_HTTP_THREADS
-  int fetch_workers = 4;                   // APILAKE_FETCH_WORKERS
-  std::size_t batch_max_messages = 500;    // APILAKE_BATCH_MAX_MESSAGES
-  int batch_max_age_ms = 1000;             // APILAKE_BATCH_MAX_AGE_MS
-  int ack_deadline_s = 60;                 // APILAKE_ACK_DEADLINE_S
-  int max_delivery_attempts = 5;           // APILAKE_MAX_DELIVERY_ATTEMPTS
-  int query_timeout_ms = 10000;            // APILAKE_QUERY_TIMEOUT_MS
-  std::string log_level = "info";          // APILAKE_LOG_LEVEL
+  // where things are
+  std::string data_dir = "./data";         // data_dir: a directory, or s3://bucket/prefix, gs://bucket/prefix
+  std::string sources_dir = "sources";     // sources
+  // API
+  std::string host = "127.0.0.1";          // host
+  uint16_t port = 8080;                    // port
+  bool demo = false;                       // demo
+  std::vector<std::string> api_keys;       // api_keys (file: a list; env: k1,k2)
+  int http_threads = 2;                    // http_threads
+  int fetch_workers = 4;                   // fetch_workers
+  // consumers
+  std::size_t batch_max_messages = 500;    // batch_max_messages
+  int batch_max_age_ms = 1000;             // batch_max_age_ms
+  int ack_deadline_s = 60;                 // ack_deadline_s
+  int max_delivery_attempts = 5;           // max_delivery_attempts
+  int query_timeout_ms = 10000;            // query_timeout_ms
+  std::string log_level = "info";          // log_level
+  // bus
+  std::string bus_kind = "sqlite";         // bus.kind: sqlite | pubsub
+  std::string bus_topic = "pages";         // bus.topic
+  std::string pubsub_project = "apilake";  // pubsub.project
+  std::string pubsub_endpoint;             // pubsub.endpoint ("" = http://$PUBSUB_EMULATOR_HOST if set, else Google's)
+  std::string pubsub_credentials;          // pubsub.credentials: service-account key file ("" = metadata server)
+  bool pubsub_ordering = true;             // pubsub.ordering: ordering key = extraction id
+  std::string push_token;                  // push.token: shared token required on POST /v1/pubsub/push
+  // object-store lake (credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION)
+  std::string s3_endpoint;                 // s3.endpoint ("" = AWS_ENDPOINT_URL, else the provider's)
+  std::string s3_region = "us-east-1";     // s3.region
+  std::string cache_dir;                   // cache_dir: local cache of curated objects ("" = a temp dir)
 };
+
+// Reads a YAML config file over `config`; throws std::invalid_argument "FILE:LINE:COL: ..." for an
+// unknown key or a value of the wrong type.
+void apply_file(Config& config, const std::string& path);
 
 // Applies APILAKE_* environment variables over `config`; throws std::invalid_argument naming the
 // variable when a value does not parse.

@@ -41,18 +41,6 @@ const char* to_string(ParamType t) {
   return "unknown";
 }
 
-const char* to_string(FieldType t) {
-  switch (t) {
-    case FieldType::String: return "string";
-    case FieldType::Int64: return "int64";
-    case FieldType::Double: return "double";
-    case FieldType::Bool: return "bool";
-    case FieldType::Date: return "date";
-    case FieldType::Timestamp: return "timestamp";
-  }
-  return "unknown";
-}
-
 // ---------------------------------------------------------------------------------------------
 // Parameter values
 // ---------------------------------------------------------------------------------------------
@@ -708,83 +696,8 @@ class Loader {
     if (auto v = integer(n, "max_pages", 1)) pg.max_pages = *v;
   }
 
-  void load_schema(const YAML::Node& n, Schema& schema) {
-    if (!n.IsMap()) {
-      error(n, "schema must be a mapping (version, fields)");
-      return;
-    }
-    check_keys(n, {"version", "fields"}, "schema");
-    if (auto v = integer(n, "version", 1)) schema.version = *v;
-    auto fs_node = child(n, "fields", true);
-    if (!fs_node) return;
-    if (!fs_node->IsSequence() || fs_node->size() == 0) {
-      error(*fs_node, "schema fields must be a non-empty list");
-      return;
-    }
-    std::set<std::string> names;
-    for (const auto& fn : *fs_node) {
-      FieldSpec f;
-      const bool ok = load_field(fn, f);
-      if (!f.name.empty() && !names.insert(f.name).second) {
-        error(fn, fmt::format("duplicate field name '{}'", f.name));
-        continue;
-      }
-      if (ok) schema.fields.push_back(std::move(f));
-    }
-  }
-
-  bool load_field(const YAML::Node& n, FieldSpec& f) {
-    if (!n.IsMap()) {
-      error(n, "each field must be a mapping (name, type, ...)");
-      return false;
-    }
-    const std::size_t before = errors.size();
-    check_keys(n, {"name", "type", "path", "required", "format", "description"}, "a field");
-    if (auto v = scalar(n, "name", true)) {
-      f.name = v->Scalar();
-      if (!std::regex_match(f.name, ident_re()))
-        error(*v, fmt::format("field name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", f.name));
-    }
-    if (auto t = choice<FieldType>(n, "type",
-                                   {{"string", FieldType::String},
-                                    {"int64", FieldType::Int64},
-                                    {"double", FieldType::Double},
-                                    {"bool", FieldType::Bool},
-                                    {"date", FieldType::Date},
-                                    {"timestamp", FieldType::Timestamp}}))
-      f.type = *t;
-    else if (!child(n, "type"))
-      error(n, "missing required key 'type'");
-    f.path = "/" + f.name;
-    if (auto v = scalar(n, "path")) {
-      f.path = v->Scalar();
-      if (!valid_pointer(f.path))
-        error(*v, fmt::format("field path must be a JSON pointer starting with '/', got '{}'", f.path));
-    }
-    if (auto r = boolean(n, "required")) f.required = *r;
-    if (auto v = scalar(n, "format")) {
-      f.format = v->Scalar();
-      switch (f.type) {
-        case FieldType::Date:
-          if (auto why = check_pattern(f.format, {"dd", "MM", "yyyy", "HH", "mm", "ss"}, true)) error(*v, *why);
-          break;
-        case FieldType::Timestamp:
-          if (f.format != "iso8601" && f.format != "epoch_s" && f.format != "epoch_ms")
-            if (auto why = check_pattern(f.format, {"dd", "MM", "yyyy", "HH", "mm", "ss"}, true))
-              error(*v, "timestamp format must be iso8601, epoch_s, epoch_ms or a pattern: " + *why);
-          break;
-        case FieldType::Int64:
-        case FieldType::Double:
-          if (f.format != "decimal_comma")
-            error(*v, fmt::format("format of a {} field can only be decimal_comma, got '{}'", to_string(f.type),
-                                  f.format));
-          break;
-        default:
-          error(*v, fmt::format("format does not apply to a {} field", to_string(f.type)));
-      }
-    }
-    return errors.size() == before;
-  }
+  // The schema model has its own loader (definition/schema_model.cpp); same error format.
+  void load_schema(const YAML::Node& n, Schema& schema) { load_schema_yaml(n, schema, file_, errors); }
 };
 
 std::string first_error(const fs::path& file, std::vector<std::string> errors) {

@@ -6,7 +6,10 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "definition/schema_model.h"
 
 namespace apilake {
 
@@ -15,7 +18,7 @@ struct DefinitionError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class ParamType { String, Integer, Number, Boolean, Date };
+enum class ParamType { String, Integer, Number, Boolean, Date, Enum, List };
 enum class ParamLocation { Query, Path };
 
 struct ParamSpec {
@@ -27,26 +30,17 @@ struct ParamSpec {
   std::optional<std::string> default_value;
   std::string description;
   std::string format;        // Date: how the API wants it, e.g. "dd/MM/yyyy" (default yyyy-MM-dd)
-};
-
-enum class FieldType { String, Int64, Double, Bool, Date, Timestamp };
-
-struct FieldSpec {
-  std::string name;          // column name in Parquet
-  FieldType type = FieldType::String;
-  std::string path;          // JSON pointer inside the record; defaults to "/" + name
-  bool required = false;     // absent or null -> dead letter (missing_required)
-  std::string format;        // Date/Timestamp: e.g. "dd/MM/yyyy", "iso8601", "epoch_s", "epoch_ms";
-                             // Double/Int64 given as strings: decimal separator "," if format == "decimal_comma"
-};
-
-struct Schema {
-  int version = 1;
-  std::vector<FieldSpec> fields;
+  std::vector<std::string> values;    // Enum (and List of enum): the allowed values
+  ParamType item_type = ParamType::String;  // List: type of each item (not List)
+  std::string separator = ",";        // List: how items are joined in the URL
+  bool explode = false;               // List: repeat the query key once per item instead (?k=a&k=b)
+  std::optional<std::string> minimum; // Integer/Number/Date (and their lists): inclusive bounds,
+  std::optional<std::string> maximum; //   normalised like a value
+  std::string pattern;                // String (and List items): ECMAScript regex, whole value must match
 };
 
 struct Pagination {
-  enum class Kind { None, PageNumber, OffsetLimit, NextUrl };
+  enum class Kind { None, PageNumber, OffsetLimit, Cursor, NextUrl, LinkHeader };
   Kind kind = Kind::None;
   std::string page_param = "page";     // PageNumber
   std::string size_param = "per_page"; // PageNumber; empty = don't send a size
@@ -55,7 +49,35 @@ struct Pagination {
   std::string limit_param = "limit";
   int page_size = 100;                 // PageNumber / OffsetLimit: a shorter page ends the extraction
   std::string next_pointer;            // NextUrl: JSON pointer to the next page's URL (null/absent = last)
+  std::string cursor_pointer;          // Cursor: JSON pointer to the next cursor (null/absent/"" = last)
+  std::string cursor_param;            // Cursor: query parameter the cursor is sent in
+  // Stop conditions, checked after every page in this order (any one ends the extraction):
+  bool stop_on_empty = true;           // a page with no records is the last
+  std::optional<bool> stop_on_short;   // fewer than page_size records; default: true for
+                                       // PageNumber/OffsetLimit, not allowed for the others
+  std::string total_pointer;           // JSON pointer to the total record count: stop once reached
+  std::string has_more_pointer;        // JSON pointer to a boolean: false/null/absent = last page
   int max_pages = 1000;                // hard cap; reaching it fails the extraction
+
+  bool stops_on_short() const {
+    return stop_on_short.value_or(kind == Kind::PageNumber || kind == Kind::OffsetLimit);
+  }
+};
+
+// How a page's selected value becomes records (see definition/records.h).
+enum class RecordShape { Records, ParallelArrays };
+
+// Per-source request pacing, shared by every extraction of the source in the process.
+struct RateLimit {
+  double requests_per_second = 0;  // 0 = unlimited
+  int max_concurrent = 0;          // 0 = unlimited
+};
+
+// Incremental extraction: the highest `cursor_field` value fetched is remembered per (source,
+// endpoint, other params) and, on an incremental run, sent as `param`.
+struct Incremental {
+  std::string cursor_field;  // JSON pointer inside a record ("/updated_at"); a bare name is "/name"
+  std::string param;         // name of the endpoint parameter that takes the value
 };
 
 enum class AuthKind { None, ApiKeyHeader, ApiKeyQuery, Bearer, Basic };
@@ -74,16 +96,24 @@ struct Endpoint {
   std::map<std::string, std::string> example;        // example params (user-facing names)
   Pagination pagination;
   std::string records_pointer;                       // JSON pointer to the records array; "" = the body itself
+  RecordShape record_shape = RecordShape::Records;
+  std::vector<std::pair<std::string, std::string>> record_context;  // name -> page-level JSON pointer
+  std::optional<Incremental> incremental;
   Schema schema;
 
   const ParamSpec* param(std::string_view name) const;
 };
+
+// The bus carries one page per message; Pub/Sub's message limit is 10 MiB.
+inline constexpr std::size_t kMaxPageBytes = 10u << 20;
 
 struct Source {
   std::string name;
   std::string description;
   std::string base_url;          // scheme://host[:port][/prefix]; fetches go only to this host
   Auth auth;
+  RateLimit rate_limit;
+  std::size_t max_page_bytes = kMaxPageBytes;  // a larger page fails the extraction
   std::vector<Endpoint> endpoints;
   std::filesystem::path file;    // where it was loaded from
   std::filesystem::path dir;     // folder holding the definition (fixtures live beside it)
@@ -111,11 +141,12 @@ struct ParamError : std::runtime_error {
 };
 
 // Checks user params against the endpoint: unknown names, required, types (Integer: optional '-' and
-// digits; Number: a finite decimal; Boolean: true/false; Date: ISO yyyy-mm-dd, a real calendar day),
-// fills defaults. Returns normalised values (Date stays ISO here; rendering is source/'s job).
+// digits; Number: a finite decimal; Boolean: true/false; Date: ISO yyyy-mm-dd, a real calendar day;
+// Enum: one of values; List: comma-separated items, each checked as item_type), minimum/maximum,
+// pattern; fills defaults. Returns normalised values (Date stays ISO, a List stays comma-joined;
+// rendering is source/'s job).
 Params validate_params(const Endpoint& endpoint, const Params& given);
 
 const char* to_string(ParamType);
-const char* to_string(FieldType);
 
 }  // namespace apilake

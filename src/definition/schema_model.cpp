@@ -1,0 +1,247 @@
+#include "definition/schema_model.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <initializer_list>
+#include <regex>
+#include <set>
+#include <string_view>
+
+namespace apilake {
+
+const char* to_string(FieldType t) {
+  switch (t) {
+    case FieldType::String: return "string";
+    case FieldType::Int64: return "int64";
+    case FieldType::Double: return "double";
+    case FieldType::Bool: return "bool";
+    case FieldType::Date: return "date";
+    case FieldType::Timestamp: return "timestamp";
+  }
+  return "unknown";
+}
+
+namespace {
+
+const std::regex& ident_re() {
+  static const std::regex re("[A-Za-z_][A-Za-z0-9_]*");
+  return re;
+}
+
+// JSON pointer (RFC 6901): "" or "/..." where '~' is only followed by 0 or 1.
+bool valid_pointer(const std::string& p) {
+  if (p.empty()) return true;
+  if (p.front() != '/') return false;
+  for (std::size_t i = 0; i < p.size(); ++i)
+    if (p[i] == '~' && (i + 1 >= p.size() || (p[i + 1] != '0' && p[i + 1] != '1'))) return false;
+  return true;
+}
+
+// Letter runs of a date/time pattern must be known tokens, each at most once; the rest is literal.
+std::optional<std::string> check_pattern(const std::string& pattern, std::initializer_list<std::string_view> tokens,
+                                         bool need_year) {
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < pattern.size();) {
+    if (!std::isalpha(static_cast<unsigned char>(pattern[i]))) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < pattern.size() && pattern[j] == pattern[i]) ++j;
+    std::string tok = pattern.substr(i, j - i);
+    if (std::find(tokens.begin(), tokens.end(), tok) == tokens.end()) {
+      std::string list;
+      for (auto t : tokens) list += (list.empty() ? "" : ", ") + std::string(t);
+      return fmt::format("unknown token '{}' in format '{}' (known: {})", tok, pattern, list);
+    }
+    if (!seen.insert(tok).second) return fmt::format("token '{}' appears twice in format '{}'", tok, pattern);
+    i = j;
+  }
+  if (need_year && !seen.count("yyyy")) return fmt::format("format '{}' has no yyyy", pattern);
+  return std::nullopt;
+}
+
+// The schema part of the definition loader: same error style as definition.cpp's Loader.
+class SchemaLoader {
+ public:
+  SchemaLoader(const std::filesystem::path& file, std::vector<std::string>& errors)
+      : file_(file), errors_(errors) {}
+
+  void load_schema(const YAML::Node& n, Schema& schema) {
+    if (!n.IsMap()) {
+      error(n, "schema must be a mapping (version, fields)");
+      return;
+    }
+    check_keys(n, {"version", "fields"}, "schema");
+    if (auto v = integer(n, "version", 1)) schema.version = *v;
+    auto fs_node = child(n, "fields", true);
+    if (!fs_node) return;
+    if (!fs_node->IsSequence() || fs_node->size() == 0) {
+      error(*fs_node, "schema fields must be a non-empty list");
+      return;
+    }
+    std::set<std::string> names;
+    for (const auto& fn : *fs_node) {
+      FieldSpec f;
+      const bool ok = load_field(fn, f);
+      if (!f.name.empty() && !names.insert(f.name).second) {
+        error(fn, fmt::format("duplicate field name '{}'", f.name));
+        continue;
+      }
+      if (ok) schema.fields.push_back(std::move(f));
+    }
+  }
+
+ private:
+  const std::filesystem::path& file_;
+  std::vector<std::string>& errors_;
+
+  void error(const YAML::Mark& m, const std::string& msg) {
+    // yaml-cpp marks are 0-based (and -1 for "no position"); editors count from 1.
+    errors_.push_back(fmt::format("{}:{}:{}: {}", file_.string(), std::max(m.line, 0) + 1,
+                                  std::max(m.column, 0) + 1, msg));
+  }
+  void error(const YAML::Node& n, const std::string& msg) { error(n.Mark(), msg); }
+
+  std::optional<YAML::Node> child(const YAML::Node& map, const char* key, bool required = false) {
+    YAML::Node n = map[key];
+    if (!n.IsDefined() || n.IsNull()) {
+      if (required) error(map, fmt::format("missing required key '{}'", key));
+      return std::nullopt;
+    }
+    return n;
+  }
+
+  std::optional<YAML::Node> scalar(const YAML::Node& map, const char* key, bool required = false) {
+    auto n = child(map, key, required);
+    if (n && !n->IsScalar()) {
+      error(*n, fmt::format("'{}' must be a single value", key));
+      return std::nullopt;
+    }
+    return n;
+  }
+
+  std::optional<bool> boolean(const YAML::Node& map, const char* key) {
+    auto n = scalar(map, key);
+    if (!n) return std::nullopt;
+    const std::string& v = n->Scalar();
+    if (v == "true") return true;
+    if (v == "false") return false;
+    error(*n, fmt::format("'{}' must be true or false, got '{}'", key, v));
+    return std::nullopt;
+  }
+
+  std::optional<int> integer(const YAML::Node& map, const char* key, int min) {
+    auto n = scalar(map, key);
+    if (!n) return std::nullopt;
+    const std::string& v = n->Scalar();
+    int x = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (ec != std::errc() || p != v.data() + v.size()) {
+      error(*n, fmt::format("'{}' must be an integer, got '{}'", key, v));
+      return std::nullopt;
+    }
+    if (x < min) {
+      error(*n, fmt::format("'{}' must be at least {}, got {}", key, min, x));
+      return std::nullopt;
+    }
+    return x;
+  }
+
+  void check_keys(const YAML::Node& map, std::initializer_list<std::string_view> known, const char* where) {
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const YAML::Node k = it->first;  // a copy: it->first is a proxy temporary
+      if (!k.IsScalar()) {
+        error(k, fmt::format("keys in {} must be plain names", where));
+        continue;
+      }
+      const std::string& key = k.Scalar();
+      if (!seen.insert(key).second) error(k, fmt::format("duplicate key '{}' in {}", key, where));
+      if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+      std::string list;
+      for (auto s : known) list += (list.empty() ? "" : ", ") + std::string(s);
+      error(k, fmt::format("unknown key '{}' in {} (expected one of: {})", key, where, list));
+    }
+  }
+
+  template <class E>
+  std::optional<E> choice(const YAML::Node& map, const char* key,
+                          std::initializer_list<std::pair<std::string_view, E>> options) {
+    auto n = scalar(map, key);
+    if (!n) return std::nullopt;
+    for (const auto& [name, value] : options)
+      if (n->Scalar() == name) return value;
+    std::string list;
+    for (const auto& [name, value] : options) list += (list.empty() ? "" : " | ") + std::string(name);
+    error(*n, fmt::format("unknown {} '{}' (expected {})", key, n->Scalar(), list));
+    return std::nullopt;
+  }
+
+  bool load_field(const YAML::Node& n, FieldSpec& f) {
+    if (!n.IsMap()) {
+      error(n, "each field must be a mapping (name, type, ...)");
+      return false;
+    }
+    const std::size_t before = errors_.size();
+    check_keys(n, {"name", "type", "path", "required", "format", "description"}, "a field");
+    if (auto v = scalar(n, "name", true)) {
+      f.name = v->Scalar();
+      if (!std::regex_match(f.name, ident_re()))
+        error(*v, fmt::format("field name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", f.name));
+    }
+    if (auto t = choice<FieldType>(n, "type",
+                                   {{"string", FieldType::String},
+                                    {"int64", FieldType::Int64},
+                                    {"double", FieldType::Double},
+                                    {"bool", FieldType::Bool},
+                                    {"date", FieldType::Date},
+                                    {"timestamp", FieldType::Timestamp}}))
+      f.type = *t;
+    else if (!child(n, "type"))
+      error(n, "missing required key 'type'");
+    f.path = "/" + f.name;
+    if (auto v = scalar(n, "path")) {
+      f.path = v->Scalar();
+      if (!valid_pointer(f.path))
+        error(*v, fmt::format("field path must be a JSON pointer starting with '/', got '{}'", f.path));
+    }
+    if (auto r = boolean(n, "required")) f.required = *r;
+    if (auto v = scalar(n, "format")) {
+      f.format = v->Scalar();
+      switch (f.type) {
+        case FieldType::Date:
+          if (auto why = check_pattern(f.format, {"dd", "MM", "yyyy", "HH", "mm", "ss"}, true)) error(*v, *why);
+          break;
+        case FieldType::Timestamp:
+          if (f.format != "iso8601" && f.format != "epoch_s" && f.format != "epoch_ms")
+            if (auto why = check_pattern(f.format, {"dd", "MM", "yyyy", "HH", "mm", "ss"}, true))
+              error(*v, "timestamp format must be iso8601, epoch_s, epoch_ms or a pattern: " + *why);
+          break;
+        case FieldType::Int64:
+        case FieldType::Double:
+          if (f.format != "decimal_comma")
+            error(*v, fmt::format("format of a {} field can only be decimal_comma, got '{}'", to_string(f.type),
+                                  f.format));
+          break;
+        default:
+          error(*v, fmt::format("format does not apply to a {} field", to_string(f.type)));
+      }
+    }
+    return errors_.size() == before;
+  }
+};
+
+}  // namespace
+
+void load_schema_yaml(const YAML::Node& node, Schema& schema, const std::filesystem::path& file,
+                      std::vector<std::string>& errors) {
+  SchemaLoader(file, errors).load_schema(node, schema);
+}
+
+}  // namespace apilake
