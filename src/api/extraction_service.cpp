@@ -117,6 +117,7 @@ void ExtractionService::run_one(const std::string& id) {
       m.dedup_key = id + ":" + std::to_string(page.number);
       const auto bytes = static_cast<int64_t>(page.body.size());
       const auto records = static_cast<int64_t>(page.records);
+      if (observer_) observer_(id, *endpoint, page);
       m.data = std::move(page.body);
       bus_.publish(options_.topic, {m});
       store_.add_page(id, records, bytes);

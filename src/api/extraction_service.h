@@ -34,6 +34,10 @@ class ExtractionService {
   void stop();
   // Records the extraction (durably) and queues it; returns false when the queue is full.
   bool submit(const Extraction& e);
+  // Called on a fetch worker for every page just before it is published (body still intact), e.g.
+  // for `apilake extract`'s progress line. Set before start(); must not throw or block long.
+  using PageObserver = std::function<void(const std::string& extraction_id, const Endpoint&, const Page&)>;
+  void set_page_observer(PageObserver observer) { observer_ = std::move(observer); }
 
  private:
   void worker();
@@ -42,6 +46,7 @@ class ExtractionService {
   ExtractionStore& store_;
   Bus& bus_;
   ExtractionServiceOptions options_;
+  PageObserver observer_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_;

@@ -122,7 +122,15 @@ EmbeddedPipeline::EmbeddedPipeline(Config config) : impl_(std::make_unique<Impl>
 
 EmbeddedPipeline::~EmbeddedPipeline() { stop(); }
 
-void EmbeddedPipeline::start() {
+void EmbeddedPipeline::start() { start(true); }
+void EmbeddedPipeline::start_without_api() { start(false); }
+const std::vector<Source>& EmbeddedPipeline::sources() const { return impl_->sources; }
+ExtractionService& EmbeddedPipeline::extractions() { return *impl_->extractions; }
+ExtractionStore& EmbeddedPipeline::extraction_store() { return *impl_->store; }
+Ledger& EmbeddedPipeline::ledger() { return *impl_->bus; }
+std::size_t EmbeddedPipeline::curate_backlog() { return impl_->bus->backlog("curate"); }
+
+void EmbeddedPipeline::start(bool serve_http) {
   auto& m = *impl_;
   // Roll every prepared batch forward first; whatever is left in staging after that belongs to no
   // batch (a crash mid-write) and is swept, so staging never grows across crashes.
@@ -143,6 +151,7 @@ void EmbeddedPipeline::start() {
   m.archive_consumer->start();
   m.curate_consumer->start();
   m.extractions->start();
+  if (!serve_http) return;
   m.server->start();
   spdlog::info("apilake up: API on http://{}:{} — data in {}", m.config.host, m.server->port(), m.lake->local_root());
   if (m.config.api_keys.empty())

@@ -252,6 +252,8 @@ struct ReplayServer::Impl {
       r.headers = e.headers;
       r.body = e.body;
       if (e.has_placeholder) replace_all(r.body, kBasePlaceholder, base_url(s));
+      // Header values too: a Link header's next URL must point back at the replay.
+      for (auto& h : r.headers) replace_all(h.second, kBasePlaceholder, base_url(s));
       return r;
     }
     return not_found();

@@ -101,7 +101,7 @@ class PubSubBus final : public Bus {
 
   PubSubOptions options_;
   std::unique_ptr<ClientPool> clients_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable queue_cv_;
   std::map<std::string, TopicQueue> queues_;
   bool stopping_ = false;

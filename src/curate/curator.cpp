@@ -14,7 +14,9 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include "curate/layout.h"
 #include "curate/schema.h"
+#include "definition/records.h"
 #include "lake/lake.h"
 
 namespace apilake {
@@ -94,16 +96,18 @@ struct Curator::State {
         spdlog::error("curate: {}/{}: {}", s.name, e.name, schema_error);
       }
       for (const auto& f : e.schema.fields) columns.push_back({f.name, f.type});
-      columns.push_back({"_extraction_id", FieldType::String});
-      columns.push_back({"_message_id", FieldType::String});
-      columns.push_back({"_ingested_at", FieldType::Timestamp});
+      append_lineage_columns(columns);
+      part_col = partition_column(e);
     }
+    int part_col = -1;  // partition_by field index, -1 = ingestion hour
   };
 
-  // Everything one batch produces for one (source, endpoint, hour).
+  // Everything one batch produces for one (source, endpoint, zone + hour directory).
   struct Group {
     Dataset* dataset = nullptr;  // nullptr: unknown dataset, dead letters only
-    std::string source, endpoint, hour;
+    std::string dir;             // "curated/<s>/<e>/<hour dir>/" or "deadletter/<s>/<e>/YYYY/MM/DD/HH/"
+    std::size_t row_group_rows = 0;
+    Endpoint::Files files;
     std::vector<Row> rows;
     std::string deadletters;  // JSON lines
     std::string first, last;  // padded message ids
@@ -143,11 +147,14 @@ Curator::~Curator() = default;
 namespace {
 
 // One dead-letter line. The record is embedded as JSON (not as an escaped string) when it is JSON,
-// so that the line can be queried and replayed as it was fetched.
+// so that the line can be queried and replayed as it was fetched. level "page" marks a whole page
+// kept as a string (replay re-splits it); ingested_at_us lets a replay keep the original _ingested_at.
 std::string deadletter_line(boost::json::value record, const std::string& reason, const std::string& field,
-                            const std::string& detail, const Message& m) {
+                            const std::string& detail, const Message& m, const char* level) {
   boost::json::object o;
   o["record"] = std::move(record);
+  o["level"] = level;
+  o["ingested_at_us"] = m.publish_time_us;
   o["reason"] = reason;
   o["field"] = field;
   o["detail"] = detail;
@@ -173,18 +180,6 @@ boost::json::value as_json(std::string_view text) {
   return v;
 }
 
-const char* kind(simdjson::dom::element_type t) {
-  using T = simdjson::dom::element_type;
-  switch (t) {
-    case T::ARRAY: return "an array";
-    case T::OBJECT: return "an object";
-    case T::STRING: return "a string";
-    case T::NULL_VALUE: return "null";
-    case T::BOOL: return "a boolean";
-    default: return "a number";
-  }
-}
-
 void write_file(const fs::path& path, const std::string& bytes) {
   {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -204,7 +199,7 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
   PreparedBatch out;
   out.consumer = "curate";
 
-  std::map<std::tuple<std::string, std::string, std::string>, Group> groups;
+  std::map<std::string, Group> groups;  // by Group::dir
   std::set<std::string> seen;
   std::string batch_first, batch_last;
 
@@ -221,25 +216,30 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
     const std::string endpoint = attribute(m, "endpoint");
     ExtractionCounts& counts = out.counts[attribute(m, "extraction_id")];
     Dataset* ds = state_->dataset(sources_, source, endpoint);
-    const std::string hour = hour_path(m.publish_time_us);
-
-    auto group = [&]() -> Group& {
+    // Dead letters always go to the ingestion hour in the seed layout (a refused record has no
+    // trustworthy event time); rows follow the endpoint's layout and partition_by.
+    auto group = [&](bool curated, int64_t time_us) -> Group& {
       const std::string s = ds ? ds->source->name : safe_segment(source);
       const std::string e = ds ? ds->endpoint->name : safe_segment(endpoint);
-      Group& g = groups[{s, e, hour}];
-      if (g.source.empty()) {
+      const auto layout = curated ? ds->endpoint->layout : Endpoint::Layout::Seed;
+      const std::string dir =
+          std::string(curated ? "curated/" : "deadletter/") + s + "/" + e + "/" + hour_dir(layout, time_us) + "/";
+      Group& g = groups[dir];
+      if (g.dir.empty()) {
         g.dataset = ds;
-        g.source = s;
-        g.endpoint = e;
-        g.hour = hour;
+        g.dir = dir;
+        if (ds) {
+          g.files = ds->endpoint->files;
+          g.row_group_rows = static_cast<std::size_t>(ds->endpoint->files.row_group_rows);
+        }
       }
       g.saw(id);
       return g;
     };
+    auto deadletters = [&]() -> std::string& { return group(false, m.publish_time_us).deadletters; };
     // The whole page as one dead letter (nothing is lost; the archive has it too).
     auto page_deadletter = [&](const std::string& reason, const std::string& field, const std::string& detail) {
-      group().deadletters +=
-          deadletter_line(boost::json::string(truncated(m.data)), reason, field, detail, m);
+      deadletters() += deadletter_line(boost::json::string(truncated(m.data)), reason, field, detail, m, "page");
       ++counts.deadlettered;
     };
 
@@ -254,25 +254,16 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
       continue;
     }
 
-    const simdjson::padded_string body(m.data);
-    simdjson::dom::element doc;
-    if (auto err = state_->parser.parse(body).get(doc)) {
-      page_deadletter("parse_error", "", fmt::format("the page is not JSON: {}", simdjson::error_message(err)));
+    // Record selection is shared with the fetcher (definition/records.h), so both count alike.
+    std::vector<std::string> records;
+    try {
+      records = select_records(m.data, *ds->endpoint);
+    } catch (const RecordError& e) {
+      page_deadletter("parse_error", "", e.what());
       continue;
     }
-    const std::string& pointer = ds->endpoint->records_pointer;
-    simdjson::dom::element target = doc;
-    if (!pointer.empty()) {
-      if (auto err = doc.at_pointer(pointer).get(target)) {
-        page_deadletter("parse_error", "",
-                        fmt::format("records_pointer '{}' not found in the page: {}", pointer,
-                                    simdjson::error_message(err)));
-        continue;
-      }
-    }
 
-    auto apply = [&](simdjson::dom::element record) {
-      const std::string text = simdjson::minify(record);
+    auto apply = [&](const std::string& text) {
       Outcome outcome = ds->validator->apply(text);
       if (outcome.row) {
         Row row = std::move(*outcome.row);
@@ -280,42 +271,46 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
         row.emplace_back(attribute(m, "extraction_id"));
         row.emplace_back(m.id);
         row.emplace_back(TimestampUs{m.publish_time_us});
-        group().rows.push_back(std::move(row));
+        row.emplace_back(std::monostate{});  // _replayed_at
+        group(true, partition_time(ds->part_col, row, m.publish_time_us)).rows.push_back(std::move(row));
         ++counts.rows;
       } else {
         const Reason reason = outcome.reason.value_or(Reason{"parse_error", "", "the schema gave no reason"});
-        group().deadletters += deadletter_line(as_json(text), reason.code, reason.field, reason.detail, m);
+        deadletters() += deadletter_line(as_json(text), reason.code, reason.field, reason.detail, m, "record");
         ++counts.deadlettered;
       }
     };
 
-    simdjson::dom::array records;
-    if (target.get_array().get(records) == simdjson::SUCCESS) {
-      for (simdjson::dom::element record : records) apply(record);
-    } else if (target.is_object()) {
-      apply(target);  // an endpoint answering one object per page
-    } else {
-      page_deadletter("parse_error", "",
-                      fmt::format("records_pointer '{}' points to {}, not an array or object",
-                                  pointer.empty() ? std::string("(the body)") : pointer, kind(target.type())));
-    }
+    for (const auto& text : records) apply(text);
   }
 
   out.batch_id = batch_first + "-" + batch_last;
 
   // Write every group's files; a failure removes what this batch staged and fails the batch.
   try {
-    for (auto& [key, g] : groups) {
+    for (auto& [dir, g] : groups) {
       const std::string name = g.first + "-" + g.last;
-      const std::string dir = g.source + "/" + g.endpoint + "/" + g.hour + "/";
       if (!g.rows.empty()) {
-        const fs::path staged = staging_ / (unique_tag() + ".parquet");
-        out.files.push_back({staged.string(), "curated/" + dir + name + ".parquet"});
-        state_->sink.write(staged, g.dataset->columns, g.rows);
+        // Rotation: a group above the endpoint's row/size caps becomes several files, named
+        // <first>-<last>-pNNN in row order (deterministic, so a rewrite still replaces).
+        const auto slices = file_slices(g.rows, g.files);
+        for (std::size_t k = 0; k < slices.size(); ++k) {
+          const auto [b, e] = slices[k];
+          const std::string file = slices.size() == 1 ? name : fmt::format("{}-p{:03}", name, k);
+          const fs::path staged = staging_ / (unique_tag() + ".parquet");
+          out.files.push_back({staged.string(), dir + file + ".parquet"});
+          if (slices.size() == 1) {
+            state_->sink.write(staged, g.dataset->columns, g.rows, g.row_group_rows);
+          } else {
+            const std::vector<Row> part(std::make_move_iterator(g.rows.begin() + static_cast<std::ptrdiff_t>(b)),
+                                        std::make_move_iterator(g.rows.begin() + static_cast<std::ptrdiff_t>(e)));
+            state_->sink.write(staged, g.dataset->columns, part, g.row_group_rows);
+          }
+        }
       }
       if (!g.deadletters.empty()) {
         const fs::path staged = staging_ / (unique_tag() + ".jsonl");
-        out.files.push_back({staged.string(), "deadletter/" + dir + name + ".jsonl"});
+        out.files.push_back({staged.string(), dir + name + ".jsonl"});
         write_file(staged, g.deadletters);
       }
     }

@@ -6,7 +6,11 @@
 //                                                                      {"record","reason","field","detail",
 //                                                                       "message_id","extraction_id","page",
 //                                                                       "source","endpoint"})
-// hour = ingestion hour (the message's publish time). File names derive from the first and last
+// (plus _replayed_at, NULL here; see curate/layout.h). Curated rows go to the endpoint's layout (seed
+// YYYY/MM/DD/HH or hive year=/month=/day=/hour=) at their partition hour (partition_by field, else the
+// ingestion hour), so one batch can write several hours; a group above files.max_rows / max_mb is
+// rotated into <first>-<last>-pNNN files. Dead-letter lines also carry "level" (page|record) and
+// "ingested_at_us"; they stay at the ingestion hour, seed layout. File names derive from the first and last
 // message ids (zero-padded to 12 digits) of the batch's messages that went into that file, so a
 // rewrite replaces. A page that is not JSON, or whose records_pointer is missing or points at a
 // scalar, dead-letters as one parse_error line holding the raw body (first 1 MiB) as a string; so does

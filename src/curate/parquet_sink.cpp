@@ -146,7 +146,7 @@ void fill(duckdb_data_chunk chunk, const std::vector<Column>& columns, const std
 ParquetSink::ParquetSink(duck::Database& db) : con_(db) {}
 
 void ParquetSink::write(const std::filesystem::path& path, const std::vector<Column>& columns,
-                        const std::vector<Row>& rows) {
+                        const std::vector<Row>& rows, std::size_t row_group_rows) {
   if (columns.empty()) throw duck::Error("ParquetSink: no columns");
   for (std::size_t r = 0; r < rows.size(); ++r) {
     if (rows[r].size() != columns.size()) {
@@ -189,8 +189,9 @@ void ParquetSink::write(const std::filesystem::path& path, const std::vector<Col
     if (duckdb_appender_close(app.a) == DuckDBError) app.fail("flushing rows failed");
   }
 
-  con_.execute(fmt::format("COPY temp.main.{} TO {} (FORMAT parquet, COMPRESSION zstd)", table,
-                           duck::quote_literal(path.string())));
+  const std::string row_groups = row_group_rows ? fmt::format(", ROW_GROUP_SIZE {}", row_group_rows) : "";
+  con_.execute(fmt::format("COPY temp.main.{} TO {} (FORMAT parquet, COMPRESSION zstd{})", table,
+                           duck::quote_literal(path.string()), row_groups));
   fsync_file(path);
 }
 

@@ -20,7 +20,9 @@ class ParquetSink {
  public:
   explicit ParquetSink(duck::Database& db);
   // Writes rows (each with one Value per column, in column order) to path. Throws duck::Error.
-  void write(const std::filesystem::path& path, const std::vector<Column>& columns, const std::vector<Row>& rows);
+  // row_group_rows: Parquet ROW_GROUP_SIZE (0 = DuckDB's default, 122880).
+  void write(const std::filesystem::path& path, const std::vector<Column>& columns, const std::vector<Row>& rows,
+             std::size_t row_group_rows = 0);
 
  private:
   duck::Connection con_;

@@ -35,6 +35,10 @@ const char* type_name(FieldType t) {
     case FieldType::Bool: return "bool";
     case FieldType::Date: return "date";
     case FieldType::Timestamp: return "timestamp";
+    case FieldType::Decimal: return "decimal";
+    case FieldType::Enum: return "enum";
+    case FieldType::Struct: return "struct";
+    case FieldType::List: return "list";
   }
   return "?";
 }
@@ -499,19 +503,35 @@ std::string field_path(const FieldSpec& f) {
   return f.path.empty() ? "/" + escape_segment(f.name) : f.path;
 }
 
-// Builds the plan of one field; "" when fine, else the problem.
-std::string plan_field(const FieldSpec& f, FieldPlan& plan) {
-  plan.type = f.type;
+std::string plan_element(const FieldSpec& f, FieldPlan& plan, const std::string& label);
+
+// Builds the plan of one field; "" when fine, else the problem. `label` names it in reasons.
+std::string plan_field(const FieldSpec& f, FieldPlan& plan, const std::string& label) {
+  plan.name = label;
+  plan.path = field_path(f);
   plan.required = f.required;
+  plan.nullable = f.nullable;
+  return plan_element(f, plan, label);
+}
+
+// The type part of a plan (shared by fields and list elements).
+std::string plan_element(const FieldSpec& f, FieldPlan& plan, const std::string& label) {
+  plan.type = f.type;
+  plan.name = label;
+  plan.nullable = f.nullable;
   plan.format_text = f.format;
   std::string why;
   switch (f.type) {
     case FieldType::String:
     case FieldType::Bool:
+    case FieldType::Enum:
+    case FieldType::Struct:
+    case FieldType::List:
       if (!f.format.empty()) return std::string("a ") + type_name(f.type) + " field takes no format";
       break;
     case FieldType::Int64:
     case FieldType::Double:
+    case FieldType::Decimal:
       if (f.format == "decimal_comma") plan.decimal_comma = true;
       else if (!f.format.empty()) return "unknown number format '" + f.format + "' (only decimal_comma)";
       break;
@@ -538,6 +558,39 @@ std::string plan_field(const FieldSpec& f, FieldPlan& plan) {
         plan.pattern = std::move(*items);
       }
       break;
+  }
+  switch (f.type) {
+    case FieldType::Decimal:
+      if (f.precision < 1 || f.precision > 38) return "decimal precision must be 1..38";
+      if (f.scale < 0 || f.scale > f.precision) return "decimal scale must be 0..precision";
+      plan.precision = f.precision;
+      plan.scale = f.scale;
+      break;
+    case FieldType::Enum:
+      if (f.values.empty()) return "an enum needs values";
+      plan.values = f.values;
+      break;
+    case FieldType::Struct: {
+      if (f.fields.empty()) return "a struct needs fields";
+      for (size_t i = 0; i < f.fields.size(); ++i) {
+        for (size_t j = 0; j < i; ++j)
+          if (f.fields[j].name == f.fields[i].name) return "duplicate struct field '" + f.fields[i].name + "'";
+        std::vector<std::string> segments;
+        if (!split_pointer(field_path(f.fields[i]), segments, why)) return f.fields[i].name + ": " + why;
+        FieldPlan child;
+        if (std::string p = plan_field(f.fields[i], child, label + "." + f.fields[i].name); !p.empty()) return p;
+        plan.children.push_back(std::move(child));
+      }
+      break;
+    }
+    case FieldType::List: {
+      if (f.items.size() != 1) return "a list needs exactly one items spec";
+      FieldPlan child;
+      if (std::string p = plan_element(f.items[0], child, label + "[]"); !p.empty()) return p;
+      plan.children.push_back(std::move(child));
+      break;
+    }
+    default: break;
   }
   return {};
 }
@@ -632,7 +685,15 @@ std::vector<std::string> schema_problems(const Schema& schema) {
     std::string why;
     if (!split_pointer(field_path(f), segments, why)) problems.push_back(label + why);
     FieldPlan plan;
-    if (std::string p = plan_field(f, plan); !p.empty()) problems.push_back(label + p);
+    if (std::string p = plan_field(f, plan, f.name); !p.empty()) problems.push_back(label + p);
+    // A struct or list is read whole from its JSON text, so no other field may read inside it.
+    if (f.type == FieldType::Struct || f.type == FieldType::List) {
+      const std::string prefix = field_path(f) + "/";
+      for (const FieldSpec& g : schema.fields)
+        if (field_path(g).rfind(prefix, 0) == 0)
+          problems.push_back(label + "field '" + g.name + "' reads inside this " + type_name(f.type) +
+                             "; declare it as one of its fields instead");
+    }
   }
   return problems;
 }
@@ -648,7 +709,7 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
   for (uint32_t f = 0; f < schema_.fields.size(); ++f) {
     const FieldSpec& spec = schema_.fields[f];
     FieldPlan plan;
-    plan_field(spec, plan);
+    plan_field(spec, plan, spec.name);
     plans_.push_back(std::move(plan));
     std::vector<std::string> segments;
     std::string why;
@@ -667,6 +728,27 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
       node = next;
     }
     nodes_[node].fields.push_back(f);
+  }
+  // Defaults are converted once, by the field's own rules, as if the JSON held that string.
+  std::string bad_default;
+  auto compile_defaults = [&](auto& self, const std::vector<FieldSpec>& specs, std::vector<FieldPlan>& plans) -> void {
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (specs[i].type == FieldType::Struct) self(self, specs[i].fields, plans[i].children);
+      if (!specs[i].default_value) continue;
+      Scalar s;
+      s.kind = Scalar::Kind::String;
+      s.text = *specs[i].default_value;
+      s.json = *specs[i].default_value;
+      Value v;
+      Reason why;
+      if (convert_value(plans[i], s, v, why, 0)) plans[i].default_value = std::move(v);
+      else bad_default += " field '" + plans[i].name + "': default " + why.detail + ";";
+    }
+  };
+  compile_defaults(compile_defaults, schema_.fields, plans_);
+  if (!bad_default.empty()) {
+    bad_default.pop_back();
+    throw std::invalid_argument("invalid schema:" + bad_default);
   }
   slots_.resize(plans_.size());
   values_.resize(plans_.size());
@@ -722,6 +804,7 @@ Outcome RecordValidator::apply(std::string_view record_json) {
   }
   std::fill(slots_.begin(), slots_.end(), Slot::Absent);
   std::fill(visited_.begin(), visited_.end(), 0);
+  unknown_.clear();
   if (auto e = walk_object(object, 0)) return Outcome{std::nullopt, parse_error(e)};
   const char* where = nullptr;
   if (doc.current_location().get(where) != simdjson::OUT_OF_BOUNDS)  // e.g. {"a":1} x
@@ -738,6 +821,7 @@ Outcome RecordValidator::apply(od::value record) {
   }
   std::fill(slots_.begin(), slots_.end(), Slot::Absent);
   std::fill(visited_.begin(), visited_.end(), 0);
+  unknown_.clear();
   if (auto e = walk_object(object, 0)) return Outcome{std::nullopt, parse_error(e)};
   return finish();
 }
@@ -749,11 +833,22 @@ simdjson::error_code RecordValidator::walk_object(od::object object, uint32_t no
     std::string_view key;
     if (auto e = field.unescaped_key().get(key)) return e;
     uint32_t match = 0;
+    bool known = false;
     for (uint32_t child : nodes_[node].children) {
-      if (!visited_[child] && nodes_[child].key == key) {
+      if (nodes_[child].key != key) continue;
+      known = true;
+      if (!visited_[child]) {
         match = child;
         break;
       }
+    }
+    if (node == 0 && !known && schema_.evolution != Evolution::Ignore) {
+      // A key no field reads: kept whole (it may go to the dead letters or become a column).
+      std::string_view raw;
+      if (auto e = field.value().raw_json().get(raw)) return e;
+      while (!raw.empty() && is_space(raw.back())) raw.remove_suffix(1);
+      unknown_.push_back(UnknownField{std::string(key), std::string(raw)});
+      continue;
     }
     if (match == 0) continue;  // not wanted (or a repeated key): skipped by the iterator
     visited_[match] = 1;
@@ -851,11 +946,18 @@ simdjson::error_code RecordValidator::visit(od::value& value, uint32_t node_id) 
 }
 
 void RecordValidator::convert(uint32_t f, const Scalar& s) {
-  const FieldPlan& plan = plans_[f];
+  slots_[f] = convert_value(plans_[f], s, values_[f], failures_[f], 0) ? Slot::Set : Slot::Failed;
+}
+
+// One value of one plan (a field, a struct's field, a list element). false = refused, `why` set.
+bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Value& out, Reason& why,
+                                    size_t depth) {
   const char* tname = type_name(plan.type);
+  bool ok = true;
   auto fail = [&](const char* code, std::string detail) {
-    slots_[f] = Slot::Failed;
-    failures_[f] = Reason{code, schema_.fields[f].name, std::move(detail)};
+    ok = false;
+    why = Reason{code, plan.name, std::move(detail)};
+    return false;
   };
   auto got = [&]() { return clip(s.json); };
   auto expected = [&]() {
@@ -864,30 +966,65 @@ void RecordValidator::convert(uint32_t f, const Scalar& s) {
       e += " (" + plan.format_text + ")";
     return e;
   };
-  auto mismatch = [&]() { fail("type_mismatch", expected() + ", got " + got()); };
-  auto from_fail = [&](Fail why) {
-    if (why == Fail::OutOfRange) fail("out_of_range", std::string(tname) + " out of range: " + got());
-    else fail("bad_format", expected() + ", got " + got());
+  auto mismatch = [&]() { return fail("type_mismatch", expected() + ", got " + got()); };
+  auto from_fail = [&](Fail f) {
+    if (f == Fail::OutOfRange) return fail("out_of_range", std::string(tname) + " out of range: " + got());
+    return fail("bad_format", expected() + ", got " + got());
   };
   auto set = [&](Value v) {
-    slots_[f] = Slot::Set;
-    values_[f] = std::move(v);
+    out = std::move(v);
+    return true;
   };
   using K = Scalar::Kind;
+  if (plan.type == FieldType::Struct) {
+    if (s.kind != K::Object) return mismatch();
+    return convert_nested(plan, s.json, out, why, depth);
+  }
+  if (plan.type == FieldType::List) {
+    if (s.kind != K::Array) return mismatch();
+    return convert_nested(plan, s.json, out, why, depth);
+  }
   if (s.kind == K::Object || s.kind == K::Array) return mismatch();
 
   switch (plan.type) {
+    case FieldType::Struct:
+    case FieldType::List:
+      break;  // handled above
+
+    case FieldType::Enum: {
+      std::string v = s.kind == K::String ? std::string(s.text) : std::string(s.json);
+      if (std::find(plan.values.begin(), plan.values.end(), v) != plan.values.end()) return set(std::move(v));
+      std::string list;
+      for (const auto& x : plan.values) list += (list.empty() ? "" : ", ") + x;
+      return fail("out_of_range", "not one of the enum values (" + clip(list) + "): " + got());
+    }
+
+    case FieldType::Decimal: {
+      if (s.kind == K::Bool) return mismatch();
+      // Numbers are read from their JSON text, never through a double: 0.1 stays exactly 0.1.
+      std::string_view text = s.kind == K::String ? trim(s.text) : s.json;
+      Int128 unscaled = 0;
+      std::string code =
+          parse_decimal(text, s.kind == K::String && plan.decimal_comma, plan.precision, plan.scale, unscaled);
+      if (code == "bad_format")
+        return fail("bad_format", "expected decimal(" + std::to_string(plan.precision) + "," +
+                                      std::to_string(plan.scale) + "), got " + got());
+      if (!code.empty())
+        return fail("out_of_range", "does not fit decimal(" + std::to_string(plan.precision) + "," +
+                                        std::to_string(plan.scale) + ") exactly: " + got());
+      return set(Decimal{unscaled, plan.scale});
+    }
+
     case FieldType::String:
-      if (s.kind == K::String) set(std::string(s.text));
-      else set(std::string(s.json));  // number or bool: its JSON text
-      return;
+      if (s.kind == K::String) return set(std::string(s.text));
+      return set(std::string(s.json));  // number or bool: its JSON text
 
     case FieldType::Int64: {
       if (s.kind == K::Bool) return mismatch();
       if (s.kind == K::String) {
         int64_t v = 0;
-        if (Fail why = parse_int_text(trim(s.text), plan.decimal_comma, v); why != Fail::None)
-          return from_fail(why);
+        if (Fail bad = parse_int_text(trim(s.text), plan.decimal_comma, v); bad != Fail::None)
+          return from_fail(bad);
         return set(v);
       }
       if (!s.number_ok || s.ntype == od::number_type::unsigned_integer) return from_fail(Fail::OutOfRange);
@@ -902,14 +1039,14 @@ void RecordValidator::convert(uint32_t f, const Scalar& s) {
       if (s.kind == K::Bool) return mismatch();
       if (s.kind == K::String) {
         double v = 0;
-        if (Fail why = parse_double_text(trim(s.text), plan.decimal_comma, v); why != Fail::None)
-          return from_fail(why);
+        if (Fail bad = parse_double_text(trim(s.text), plan.decimal_comma, v); bad != Fail::None)
+          return from_fail(bad);
         return set(v);
       }
       if (!s.number_ok) {
         // simdjson 3.0.1 refuses integers beyond 64 bits that a double holds well (1e29 written out)
         double v = 0;
-        if (Fail why = parse_double_text(s.json, false, v); why != Fail::None) return from_fail(why);
+        if (Fail bad = parse_double_text(s.json, false, v); bad != Fail::None) return from_fail(bad);
         return set(v);
       }
       if (s.ntype == od::number_type::signed_integer) return set(static_cast<double>(s.i));
@@ -934,8 +1071,8 @@ void RecordValidator::convert(uint32_t f, const Scalar& s) {
     case FieldType::Date: {
       if (s.kind != K::String) return mismatch();
       Civil c;
-      std::string why = match_pattern(trim(s.text), plan.pattern, c);
-      if (!why.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + why);
+      std::string bad = match_pattern(trim(s.text), plan.pattern, c);
+      if (!bad.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + bad);
       return set(DateDays{days_from_civil(c.year, c.month, c.day)});
     }
 
@@ -946,42 +1083,281 @@ void RecordValidator::convert(uint32_t f, const Scalar& s) {
         case TimeFormat::EpochMs: {
           if (s.kind == K::Bool) return mismatch();
           std::string_view text = s.kind == K::String ? trim(s.text) : s.json;
-          Fail why = scaled_decimal(text, plan.time_format == TimeFormat::EpochS ? 6 : 3, us);
-          if (why != Fail::None) return from_fail(why);
+          Fail bad = scaled_decimal(text, plan.time_format == TimeFormat::EpochS ? 6 : 3, us);
+          if (bad != Fail::None) return from_fail(bad);
           return set(TimestampUs{us});
         }
         case TimeFormat::Iso8601: {
           if (s.kind != K::String) return mismatch();
-          std::string why = parse_iso8601(trim(s.text), us);
-          if (!why.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + why);
+          std::string bad = parse_iso8601(trim(s.text), us);
+          if (!bad.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + bad);
           return set(TimestampUs{us});
         }
         case TimeFormat::Pattern: {
           if (s.kind != K::String) return mismatch();
           Civil c;
-          std::string why = match_pattern(trim(s.text), plan.pattern, c);
-          if (!why.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + why);
+          std::string bad = match_pattern(trim(s.text), plan.pattern, c);
+          if (!bad.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + bad);
           return set(TimestampUs{civil_seconds(c) * 1000000});
         }
       }
+      break;
     }
   }
+  return ok;
+}
+
+// Reads one on-demand value (of a struct or list) into a Scalar, as visit() does for top-level fields.
+simdjson::error_code RecordValidator::read_scalar(od::value& value, Scalar& s, bool& is_null) {
+  is_null = false;
+  od::json_type type;
+  if (auto e = value.type().get(type)) return e;
+  switch (type) {
+    case od::json_type::null: {
+      if (auto e = value.is_null().get(is_null)) return e;
+      return is_null ? simdjson::SUCCESS : simdjson::N_ATOM_ERROR;
+    }
+    case od::json_type::object: {
+      s.kind = Scalar::Kind::Object;
+      od::object object;
+      if (auto e = value.get_object().get(object)) return e;
+      return object.raw_json().get(s.json);
+    }
+    case od::json_type::array: {
+      s.kind = Scalar::Kind::Array;
+      od::array array;
+      if (auto e = value.get_array().get(array)) return e;
+      return array.raw_json().get(s.json);
+    }
+    case od::json_type::boolean:
+      s.kind = Scalar::Kind::Bool;
+      s.json = value.raw_json_token();
+      break;
+    case od::json_type::string:
+      s.kind = Scalar::Kind::String;
+      s.json = value.raw_json_token();
+      break;
+    case od::json_type::number:
+      s.kind = Scalar::Kind::Number;
+      s.json = value.raw_json_token();
+      break;
+  }
+  while (!s.json.empty() && is_space(s.json.back())) s.json.remove_suffix(1);
+  if (type == od::json_type::boolean) return value.get_bool().get(s.boolean);
+  if (type == od::json_type::string) return value.get_string().get(s.text);
+  od::number n;
+  if (auto e = value.get_number().get(n)) {
+    if (!is_json_number(s.json)) return e;
+    s.number_ok = false;
+    return simdjson::SUCCESS;
+  }
+  s.number_ok = true;
+  s.ntype = n.get_number_type();
+  if (n.is_int64()) s.i = n.get_int64();
+  else if (n.is_uint64()) s.u = n.get_uint64();
+  else s.d = n.get_double();
+  return simdjson::SUCCESS;
+}
+
+// Absent (is_null = false) or null: required -> missing_required; null where nullable: false ->
+// type_mismatch; absent -> the default, else NULL (missing_required when nullable: false).
+bool RecordValidator::fill_missing(const FieldPlan& plan, bool is_null, Value& out, Reason& why) {
+  const char* what = is_null ? "null" : "absent";
+  if (plan.required) {
+    why = Reason{"missing_required", plan.name, std::string("required field is ") + what + " at " + clip(plan.path)};
+    return false;
+  }
+  if (is_null && !plan.nullable) {
+    why = Reason{"type_mismatch", plan.name, "null is not allowed (nullable: false)"};
+    return false;
+  }
+  if (!is_null && plan.default_value) {
+    out = *plan.default_value;
+    return true;
+  }
+  if (!plan.nullable) {
+    why = Reason{"missing_required", plan.name, std::string("field is absent at ") + clip(plan.path) +
+                                                    " and is nullable: false with no default"};
+    return false;
+  }
+  out = Value{};
+  return true;
+}
+
+bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view json, Value& out, Reason& why,
+                                     size_t depth) {
+  constexpr size_t kMaxDepth = 64;
+  if (depth >= kMaxDepth) {
+    why = Reason{"out_of_range", plan.name, "nesting deeper than 64 levels"};
+    return false;
+  }
+  if (nested_parsers_.size() <= depth) {
+    nested_parsers_.resize(depth + 1);
+    nested_buffers_.resize(depth + 1);
+  }
+  if (!nested_parsers_[depth]) nested_parsers_[depth] = std::make_unique<od::parser>();
+  // A copy: `json` points into the parent level's buffer, which stays alive meanwhile.
+  nested_buffers_[depth] = simdjson::padded_string(json);
+  auto bad_json = [&](simdjson::error_code e) {
+    why = Reason{"parse_error", plan.name, std::string("invalid JSON: ") + simdjson::error_message(e)};
+    return false;
+  };
+  od::document doc;
+  if (auto e = nested_parsers_[depth]->iterate(nested_buffers_[depth]).get(doc)) return bad_json(e);
+  if (plan.type == FieldType::Struct) {
+    StructValue sv;
+    sv.fields.resize(plan.children.size());
+    for (size_t i = 0; i < plan.children.size(); ++i) {
+      const FieldPlan& child = plan.children[i];
+      od::value v;
+      simdjson::error_code e = doc.at_pointer(child.path).get(v);
+      if (e == simdjson::NO_SUCH_FIELD || e == simdjson::INDEX_OUT_OF_BOUNDS || e == simdjson::INCORRECT_TYPE) {
+        if (!fill_missing(child, false, sv.fields[i], why)) return false;
+        continue;
+      }
+      if (e) return bad_json(e);
+      Scalar s;
+      bool is_null = false;
+      if (auto re = read_scalar(v, s, is_null)) return bad_json(re);
+      if (is_null) {
+        if (!fill_missing(child, true, sv.fields[i], why)) return false;
+        continue;
+      }
+      if (!convert_value(child, s, sv.fields[i], why, depth + 1)) return false;
+    }
+    out = std::move(sv);
+    return true;
+  }
+  // List
+  const FieldPlan& item = plan.children.front();
+  od::array array;
+  if (auto e = doc.get_array().get(array)) return bad_json(e);
+  ListValue lv;
+  size_t index = 0;
+  for (auto element : array) {
+    od::value v;
+    if (auto e = element.get(v)) return bad_json(e);
+    Scalar s;
+    bool is_null = false;
+    if (auto re = read_scalar(v, s, is_null)) return bad_json(re);
+    Value x;
+    bool ok = true;
+    if (is_null) {
+      if (!item.nullable) {
+        why = Reason{"type_mismatch", plan.name, "null is not allowed (nullable: false)"};
+        ok = false;
+      }
+    } else {
+      ok = convert_value(item, s, x, why, depth + 1);
+    }
+    if (!ok) {
+      // name the element: "tags[2]" rather than "tags[]"
+      std::string at = plan.name + "[" + std::to_string(index) + "]";
+      if (why.field.rfind(item.name, 0) == 0) why.field = at + why.field.substr(item.name.size());
+      else why.field = at;
+      return false;
+    }
+    lv.items.push_back(std::move(x));
+    ++index;
+  }
+  out = std::move(lv);
+  return true;
 }
 
 Outcome RecordValidator::finish() {
   for (size_t f = 0; f < plans_.size(); ++f) {
-    if (slots_[f] == Slot::Failed) return Outcome{std::nullopt, std::move(failures_[f])};
-    if ((slots_[f] == Slot::Absent || slots_[f] == Slot::Null) && plans_[f].required) {
-      const FieldSpec& spec = schema_.fields[f];
-      std::string detail = std::string("required field is ") + (slots_[f] == Slot::Null ? "null" : "absent") +
-                           " at " + clip(field_path(spec));
-      return Outcome{std::nullopt, Reason{"missing_required", spec.name, std::move(detail)}};
+    if (slots_[f] == Slot::Failed) return Outcome{std::nullopt, std::move(failures_[f]), std::move(unknown_)};
+    if (slots_[f] == Slot::Absent || slots_[f] == Slot::Null) {
+      if (!fill_missing(plans_[f], slots_[f] == Slot::Null, values_[f], failures_[f]))
+        return Outcome{std::nullopt, std::move(failures_[f]), std::move(unknown_)};
+      slots_[f] = Slot::Set;
     }
+  }
+  if (!unknown_.empty() &&
+      (schema_.evolution == Evolution::Freeze || schema_.evolution == Evolution::DiscardRow)) {
+    const UnknownField& u = unknown_.front();
+    std::string detail = "unknown field (schema.evolution: " + std::string(to_string(schema_.evolution)) +
+                         "), value " + clip(u.json);
+    if (unknown_.size() > 1) detail += " (and " + std::to_string(unknown_.size() - 1) + " more unknown fields)";
+    return Outcome{std::nullopt, Reason{"unknown_field", u.key, std::move(detail)}, std::move(unknown_)};
   }
   Row row(plans_.size());
   for (size_t f = 0; f < plans_.size(); ++f)
     if (slots_[f] == Slot::Set) row[f] = std::move(values_[f]);
-  return Outcome{std::move(row), std::nullopt};
+  return Outcome{std::move(row), std::nullopt, std::move(unknown_)};
+}
+
+std::string parse_decimal(std::string_view text, bool decimal_comma, int precision, int scale, Int128& out) {
+  std::string buf;
+  if (decimal_comma) {
+    // "1.234,56" -> "1234.56"; '.' groups thousands strictly, no exponent.
+    std::string_view s = text;
+    if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+      if (s[0] == '-') buf.push_back('-');
+      s.remove_prefix(1);
+    }
+    size_t comma = s.find(',');
+    if (!grouped_digits(s.substr(0, comma), buf)) return "bad_format";
+    if (comma != std::string_view::npos) {
+      std::string_view frac = s.substr(comma + 1);
+      if (frac.empty() || count_digits(frac, 0) != frac.size()) return "bad_format";
+      buf.push_back('.');
+      buf.append(frac);
+    }
+    text = buf;
+  }
+  DecimalParts p;
+  if (!parse_decimal_grammar(text, p)) return "bad_format";
+  std::string digits;
+  digits.append(p.int_digits);
+  digits.append(p.frac_digits);
+  size_t lead = 0;
+  while (lead < digits.size() && digits[lead] == '0') ++lead;
+  std::string_view sig = std::string_view(digits).substr(lead);
+  // value = sig * 10^(exponent - frac_digits); unscaled = value * 10^scale
+  long shift = p.exponent - static_cast<long>(p.frac_digits.size()) + scale;
+  if (shift < 0) {
+    // Digits below the scale must be zeros: 1.50 fits decimal(3,1), 1.55 does not (no silent rounding).
+    long drop = -shift;
+    if (drop >= static_cast<long>(sig.size())) {
+      if (sig.find_first_not_of('0') != std::string_view::npos) return "out_of_range";
+      sig = {};
+    } else {
+      std::string_view tail = sig.substr(sig.size() - static_cast<size_t>(drop));
+      if (tail.find_first_not_of('0') != std::string_view::npos) return "out_of_range";
+      sig.remove_suffix(static_cast<size_t>(drop));
+    }
+    shift = 0;
+  }
+  if (sig.empty()) {
+    out = 0;
+    return {};
+  }
+  if (static_cast<long>(sig.size()) + shift > precision) return "out_of_range";
+  Int128 v = 0;
+  for (char c : sig) v = v * 10 + (c - '0');
+  for (long k = 0; k < shift; ++k) v *= 10;
+  out = p.negative ? -v : v;
+  return {};
+}
+
+std::string to_string(const Decimal& d) {
+  Int128 v = d.unscaled;
+  bool negative = v < 0;
+  std::string digits;
+  // magnitude digit by digit (works for the most negative value too: digits of -(v % 10))
+  do {
+    int r = static_cast<int>(v % 10);
+    digits.push_back(static_cast<char>('0' + (r < 0 ? -r : r)));
+    v /= 10;
+  } while (v != 0);
+  while (static_cast<int>(digits.size()) <= d.scale) digits.push_back('0');
+  std::string out = negative ? "-" : "";
+  for (size_t i = digits.size(); i-- > 0;) {
+    out.push_back(digits[i]);
+    if (d.scale > 0 && i == static_cast<size_t>(d.scale)) out.push_back('.');
+  }
+  return out;
 }
 
 }  // namespace apilake

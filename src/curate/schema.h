@@ -5,6 +5,7 @@
 // The first failing field in schema order names the reason; a malformed record is parse_error.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,14 +19,27 @@
 namespace apilake {
 
 struct Reason {
-  std::string code;     // parse_error | missing_required | type_mismatch | bad_format | out_of_range
+  std::string code;     // parse_error | missing_required | type_mismatch | bad_format | out_of_range |
+                        // unknown_field
   std::string field;    // "" for record-level problems
   std::string detail;   // human-readable, e.g. "expected int64, got \"abc\""
+};
+
+// A top-level key of the record that no field reads (see Schema::evolution).
+struct UnknownField {
+  std::string key;
+  std::string json;     // its value, as JSON text (whole, not clipped: it is kept in the dead letters)
 };
 
 struct Outcome {
   std::optional<Row> row;      // set when valid
   std::optional<Reason> reason;
+  // Unknown top-level keys, in record order. Filled only when schema.evolution != Ignore.
+  //   Freeze / DiscardRow: row is unset and reason is unknown_field (naming the first key) when the
+  //     record is otherwise valid (a type error wins: it is the first thing to fix).
+  //   DiscardValue: row is set; each unknown value is to be dead-lettered (reason unknown_field).
+  //   Evolve: row is set; the caller turns them into new columns (see evolved_row()).
+  std::vector<UnknownField> unknown;
 };
 
 namespace schema_detail {
@@ -38,11 +52,18 @@ struct PatternItem {
 enum class TimeFormat : uint8_t { Iso8601, EpochS, EpochMs, Pattern };
 struct FieldPlan {
   FieldType type = FieldType::String;
+  std::string name;                  // for reasons: "parent.child", "list[]"
+  std::string path;                  // JSON pointer (inside the parent object for struct fields)
   bool required = false;
+  bool nullable = true;
+  std::optional<Value> default_value;  // converted once, when the schema is compiled
   bool decimal_comma = false;
   TimeFormat time_format = TimeFormat::Iso8601;
   std::vector<PatternItem> pattern;  // Date (always) and Timestamp with TimeFormat::Pattern
   std::string format_text;           // the pattern as declared, for reasons
+  int precision = 0, scale = 0;      // Decimal
+  std::vector<std::string> values;   // Enum
+  std::vector<FieldPlan> children;   // Struct: its fields; List: one element plan
 };
 // One JSON-pointer segment; the schema's pointers form a tree walked once per record.
 struct PointerNode {
@@ -69,6 +90,11 @@ class RecordValidator {
 
  private:
   struct Scalar;
+  static simdjson::error_code read_scalar(simdjson::ondemand::value& value, Scalar& s, bool& is_null);
+  static bool fill_missing(const schema_detail::FieldPlan& plan, bool is_null, Value& out, Reason& why);
+  bool convert_value(const schema_detail::FieldPlan& plan, const Scalar& s, Value& out, Reason& why, size_t depth);
+  bool convert_nested(const schema_detail::FieldPlan& plan, std::string_view json, Value& out, Reason& why,
+                      size_t depth);
   Outcome apply_object(simdjson::ondemand::object object);
   simdjson::error_code walk_object(simdjson::ondemand::object object, uint32_t node);
   simdjson::error_code walk_array(simdjson::ondemand::array array, uint32_t node);
@@ -87,7 +113,17 @@ class RecordValidator {
   std::vector<Value> values_;
   std::vector<Reason> failures_;
   std::vector<uint8_t> visited_;
+  std::vector<UnknownField> unknown_;
+  // Struct and list values are re-read from their JSON text, one parser per nesting level (a
+  // parser's document must stay alive while its children are read).
+  std::vector<std::unique_ptr<simdjson::ondemand::parser>> nested_parsers_;
+  std::vector<simdjson::padded_string> nested_buffers_;
 };
+
+// Exact decimal text -> unscaled integer at `scale` (docs/schema.md "decimal"). Default notation
+// ("-1234.5", "1e3") or, with decimal_comma, "1.234,5". BadFormat-like failures return "bad_format",
+// more digits than precision or non-zero digits beyond scale return "out_of_range"; "" = ok.
+std::string parse_decimal(std::string_view text, bool decimal_comma, int precision, int scale, Int128& out);
 
 // Parses "dd/MM/yyyy"-style patterns (dd, MM, yyyy, HH, mm, ss literals elsewhere) — exposed for tests.
 // Empty pattern = yyyy-MM-dd. nullopt for text not matching, an impossible calendar day or a bad pattern.

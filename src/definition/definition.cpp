@@ -37,6 +37,8 @@ const char* to_string(ParamType t) {
     case ParamType::Number: return "number";
     case ParamType::Boolean: return "boolean";
     case ParamType::Date: return "date";
+    case ParamType::Enum: return "enum";
+    case ParamType::List: return "list";
   }
   return "unknown";
 }
@@ -114,9 +116,84 @@ std::optional<std::string> normalise_value(ParamType type, const std::string& v,
       }
       return v;
     }
+    case ParamType::Enum:
+    case ParamType::List:
+      return v;  // checked by normalise_param, which knows the spec
   }
   why = "unknown type";
   return std::nullopt;
+}
+
+// Orders two normalised values of a type with bounds: numerically for Integer/Number, as text for
+// ISO dates (yyyy-mm-dd sorts as text).
+int compare_values(ParamType type, const std::string& a, const std::string& b) {
+  if (type == ParamType::Integer || type == ParamType::Number) {
+    const double x = std::strtod(a.c_str(), nullptr), y = std::strtod(b.c_str(), nullptr);
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// One value (a whole param, or one item of a list) against type, enum values, bounds and pattern.
+std::optional<std::string> normalise_one(const ParamSpec& spec, ParamType type, const std::string& raw,
+                                         std::string& why) {
+  auto v = normalise_value(type, raw, why);
+  if (!v) return std::nullopt;
+  if (type == ParamType::Enum) {
+    if (std::find(spec.values.begin(), spec.values.end(), *v) == spec.values.end()) {
+      std::string list;
+      for (const auto& x : spec.values) list += (list.empty() ? "" : ", ") + x;
+      why = fmt::format("expected one of {}", list);
+      return std::nullopt;
+    }
+  }
+  if (spec.minimum && compare_values(type, *v, *spec.minimum) < 0) {
+    why = fmt::format("must be at least {}", *spec.minimum);
+    return std::nullopt;
+  }
+  if (spec.maximum && compare_values(type, *v, *spec.maximum) > 0) {
+    why = fmt::format("must be at most {}", *spec.maximum);
+    return std::nullopt;
+  }
+  if (!spec.pattern.empty()) {
+    // The loader compiled it once already; a bad pattern here means a hand-built spec.
+    try {
+      if (!std::regex_match(*v, std::regex(spec.pattern, std::regex::ECMAScript))) {
+        why = fmt::format("does not match the pattern {}", spec.pattern);
+        return std::nullopt;
+      }
+    } catch (const std::regex_error&) {
+      why = fmt::format("the pattern {} is not a valid regular expression", spec.pattern);
+      return std::nullopt;
+    }
+  }
+  return v;
+}
+
+// A whole parameter value. Lists arrive comma-separated ("a,b,c"); empty items are refused.
+std::optional<std::string> normalise_param(const ParamSpec& spec, const std::string& raw, std::string& why) {
+  if (spec.type != ParamType::List) return normalise_one(spec, spec.type, raw, why);
+  std::string out;
+  std::size_t start = 0, index = 0;
+  for (;;) {
+    const auto comma = raw.find(',', start);
+    const std::string item = raw.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    ++index;
+    if (item.empty()) {
+      why = fmt::format("item {} of the list is empty", index);
+      return std::nullopt;
+    }
+    std::string item_why;
+    auto v = normalise_one(spec, spec.item_type, item, item_why);
+    if (!v) {
+      why = fmt::format("item {} ('{}'): {}", index, item, item_why);
+      return std::nullopt;
+    }
+    out += (out.empty() ? "" : ",") + *v;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace
@@ -138,7 +215,7 @@ Params validate_params(const Endpoint& endpoint, const Params& given) {
       continue;
     }
     std::string why;
-    auto v = normalise_value(spec.type, *raw, why);
+    auto v = normalise_param(spec, *raw, why);
     if (!v)
       throw ParamError(spec.name, fmt::format("parameter '{}': {}, got '{}'", spec.name, why, *raw));
     out[spec.name] = std::move(*v);
@@ -264,7 +341,8 @@ class Loader {
             "a source definition must be a mapping (name, base_url, endpoints, ...)");
       return out;
     }
-    check_keys(root, {"name", "description", "base_url", "auth", "endpoints"}, "the source");
+    check_keys(root, {"name", "description", "base_url", "auth", "rate_limit", "max_page_bytes", "endpoints"},
+               "the source");
     Source& s = out.source;
     if (auto n = scalar(root, "name", true)) {
       s.name = n->Scalar();
@@ -284,6 +362,15 @@ class Loader {
       while (s.base_url.size() > 1 && s.base_url.back() == '/') s.base_url.pop_back();
     }
     if (auto n = child(root, "auth")) load_auth(*n, s.auth);
+    if (auto n = child(root, "rate_limit")) load_rate_limit(*n, s.rate_limit);
+    if (auto v = integer(root, "max_page_bytes", 1)) {
+      // Raising it past the bus's message limit would only move the failure to publish time.
+      if (static_cast<std::size_t>(*v) > kMaxPageBytes)
+        error(root["max_page_bytes"], fmt::format("max_page_bytes can be at most {} (the bus message limit)",
+                                                  kMaxPageBytes));
+      else
+        s.max_page_bytes = static_cast<std::size_t>(*v);
+    }
     if (auto n = child(root, "endpoints", true)) {
       if (!n->IsSequence() || n->size() == 0) {
         error(*n, "endpoints must be a non-empty list");
@@ -363,7 +450,7 @@ class Loader {
   void check_keys(const YAML::Node& map, std::initializer_list<std::string_view> known, const char* where) {
     std::set<std::string> seen;
     for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node& k = it->first;
+      const YAML::Node k = it->first;  // a copy: it->first is a proxy temporary (g++ 12 -Wdangling-pointer)
       if (!k.IsScalar()) {
         error(k, fmt::format("keys in {} must be plain names", where));
         continue;
@@ -431,13 +518,46 @@ class Loader {
     }
   }
 
+  // layout, partition_by and files (docs/lake.md); partition_by must name a date/timestamp field.
+  void load_lake_keys(const YAML::Node& n, Endpoint& e) {
+    if (auto v = scalar(n, "layout")) {
+      if (v->Scalar() == "seed")
+        e.layout = Endpoint::Layout::Seed;
+      else if (v->Scalar() == "hive")
+        e.layout = Endpoint::Layout::Hive;
+      else
+        error(*v, fmt::format("layout must be seed or hive, got '{}'", v->Scalar()));
+    }
+    if (auto v = scalar(n, "partition_by")) {
+      e.partition_by = v->Scalar();
+      auto it = std::find_if(e.schema.fields.begin(), e.schema.fields.end(),
+                             [&](const FieldSpec& f) { return f.name == e.partition_by; });
+      if (it == e.schema.fields.end())
+        error(*v, fmt::format("partition_by '{}' is not a field of the schema", e.partition_by));
+      else if (it->type != FieldType::Date && it->type != FieldType::Timestamp)
+        error(*v, fmt::format("partition_by '{}' must be a date or timestamp field, not {}", e.partition_by,
+                              to_string(it->type)));
+    }
+    if (auto f = child(n, "files")) {
+      if (!f->IsMap()) {
+        error(*f, "files must be a mapping (max_rows, max_mb, row_group_rows)");
+        return;
+      }
+      check_keys(*f, {"max_rows", "max_mb", "row_group_rows"}, "files");
+      if (auto x = integer(*f, "max_rows", 1)) e.files.max_rows = *x;
+      if (auto x = integer(*f, "max_mb", 1)) e.files.max_mb = *x;
+      if (auto x = integer(*f, "row_group_rows", 1)) e.files.row_group_rows = *x;
+    }
+  }
+
   bool load_endpoint(const YAML::Node& n, Endpoint& e, YAML::Mark& name_mark) {
     if (!n.IsMap()) {
       error(n, "each endpoint must be a mapping (name, path, params, ...)");
       return false;
     }
     check_keys(n,
-               {"name", "description", "path", "query", "params", "example", "pagination", "records", "schema"},
+               {"name", "description", "path", "query", "params", "example", "pagination", "records", "schema",
+                "layout", "partition_by", "files", "record_shape", "record_context", "incremental"},
                "an endpoint");
     if (auto v = scalar(n, "name", true)) {
       e.name = v->Scalar();
@@ -524,7 +644,14 @@ class Loader {
         error(*v, fmt::format("records must be \"\" or a JSON pointer starting with '/', got '{}'",
                               e.records_pointer));
     }
+    if (auto rs = choice<RecordShape>(n, "record_shape",
+                                      {{"records", RecordShape::Records},
+                                       {"parallel_arrays", RecordShape::ParallelArrays}}))
+      e.record_shape = *rs;
+    if (auto rc = child(n, "record_context")) load_record_context(*rc, e);
+    if (auto inc = child(n, "incremental")) load_incremental(*inc, e);
     if (auto sc = child(n, "schema", true)) load_schema(*sc, e.schema);
+    load_lake_keys(n, e);
     if (auto ex = child(n, "example")) {
       if (!ex->IsMap()) {
         error(*ex, "example must be a mapping of parameter values");
@@ -596,20 +723,34 @@ class Loader {
       return false;
     }
     const std::size_t before = errors.size();
-    check_keys(n, {"name", "type", "in", "api_name", "required", "default", "description", "format"},
+    check_keys(n,
+               {"name", "type", "in", "api_name", "required", "default", "description", "format", "values",
+                "item_type", "separator", "explode", "minimum", "maximum", "pattern"},
                "a parameter");
     if (auto v = scalar(n, "name", true)) {
       p.name = v->Scalar();
       if (!std::regex_match(p.name, ident_re()))
         error(*v, fmt::format("parameter name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", p.name));
     }
+    const std::initializer_list<std::pair<std::string_view, ParamType>> scalar_types = {
+        {"string", ParamType::String}, {"integer", ParamType::Integer}, {"number", ParamType::Number},
+        {"boolean", ParamType::Boolean}, {"date", ParamType::Date}, {"enum", ParamType::Enum}};
     if (auto t = choice<ParamType>(n, "type",
                                    {{"string", ParamType::String},
                                     {"integer", ParamType::Integer},
                                     {"number", ParamType::Number},
                                     {"boolean", ParamType::Boolean},
-                                    {"date", ParamType::Date}}))
+                                    {"date", ParamType::Date},
+                                    {"enum", ParamType::Enum},
+                                    {"list", ParamType::List}}))
       p.type = *t;
+    const bool is_list = p.type == ParamType::List;
+    if (auto t = choice<ParamType>(n, "item_type", scalar_types)) {
+      if (!is_list) error(n["item_type"], "item_type applies only to list parameters");
+      p.item_type = *t;
+    }
+    // The type each value (or list item) is checked as.
+    const ParamType vt = is_list ? p.item_type : p.type;
     if (auto in = choice<ParamLocation>(n, "in", {{"query", ParamLocation::Query}, {"path", ParamLocation::Path}}))
       p.in = *in;
     p.api_name = p.name;
@@ -621,21 +762,94 @@ class Loader {
     if (auto v = scalar(n, "description")) p.description = v->Scalar();
     if (auto v = scalar(n, "format")) {
       p.format = v->Scalar();
-      if (p.type != ParamType::Date)
-        error(*v, "format applies only to date parameters");
+      if (vt != ParamType::Date)
+        error(*v, "format applies only to date parameters (or lists of dates)");
       else if (auto why = check_pattern(p.format, {"dd", "MM", "yyyy"}, true))
         error(*v, *why);
     }
-    if (auto v = scalar(n, "default")) {
+    if (auto v = child(n, "values")) {
+      if (vt != ParamType::Enum) {
+        error(*v, "values applies only to enum parameters (or lists of enums)");
+      } else if (!v->IsSequence() || v->size() == 0) {
+        error(*v, "values must be a non-empty list");
+      } else {
+        for (const auto& x : *v) {
+          if (!x.IsScalar() || x.Scalar().empty()) {
+            error(x, "each enum value must be a non-empty single value");
+            continue;
+          }
+          if (std::find(p.values.begin(), p.values.end(), x.Scalar()) != p.values.end())
+            error(x, fmt::format("duplicate enum value '{}'", x.Scalar()));
+          p.values.push_back(x.Scalar());
+        }
+      }
+    } else if (vt == ParamType::Enum) {
+      error(n, fmt::format("enum parameter '{}' needs values: [...]", p.name));
+    }
+    if (auto v = scalar(n, "separator")) {
+      if (!is_list) error(*v, "separator applies only to list parameters");
+      else if (v->Scalar().empty()) error(*v, "separator must not be empty");
+      else p.separator = v->Scalar();
+    }
+    if (auto r = boolean(n, "explode")) {
+      if (!is_list) error(n["explode"], "explode applies only to list parameters");
+      else if (*r && p.in == ParamLocation::Path) error(n["explode"], "explode applies only to query parameters");
+      else p.explode = *r;
+    }
+    for (const char* key : {"minimum", "maximum"}) {
+      auto v = scalar(n, key);
+      if (!v) continue;
+      if (vt != ParamType::Integer && vt != ParamType::Number && vt != ParamType::Date) {
+        error(*v, fmt::format("{} applies only to integer, number and date parameters", key));
+        continue;
+      }
       std::string why;
-      if ((secret_like(p.name) || secret_like(p.api_name)))
+      auto norm = normalise_value(vt, v->Scalar(), why);
+      if (!norm) {
+        error(*v, fmt::format("{} of '{}': {}, got '{}'", key, p.name, why, v->Scalar()));
+        continue;
+      }
+      (std::string_view(key) == "minimum" ? p.minimum : p.maximum) = *norm;
+    }
+    if (p.minimum && p.maximum && compare_values(vt, *p.minimum, *p.maximum) > 0)
+      error(n["maximum"], fmt::format("maximum {} is below minimum {}", *p.maximum, *p.minimum));
+    if (auto v = scalar(n, "pattern")) {
+      if (vt != ParamType::String) {
+        error(*v, "pattern applies only to string parameters (or lists of strings)");
+      } else {
+        try {
+          std::regex re(v->Scalar(), std::regex::ECMAScript);
+          p.pattern = v->Scalar();
+        } catch (const std::regex_error& e) {
+          error(*v, fmt::format("pattern '{}' is not a valid regular expression: {}", v->Scalar(), e.what()));
+        }
+      }
+    }
+    if (auto v = child(n, "default")) {
+      // A list default may be written as a YAML list; it is stored comma-joined like a given value.
+      std::string text;
+      bool ok = true;
+      if (v->IsSequence() && is_list) {
+        for (const auto& x : *v) {
+          if (!x.IsScalar()) ok = false;
+          else text += (text.empty() ? "" : ",") + x.Scalar();
+        }
+      } else if (v->IsScalar()) {
+        text = v->Scalar();
+      } else {
+        ok = false;
+      }
+      std::string why;
+      if (!ok)
+        error(*v, "default must be a single value (or, for a list, a list of values)");
+      else if ((secret_like(p.name) || secret_like(p.api_name)))
         error(*v, fmt::format("parameter '{}' looks like a secret: definitions never hold secrets; use auth "
                               "with env instead of a default",
                               p.name));
-      else if (!normalise_value(p.type, v->Scalar(), why))
-        error(*v, fmt::format("default of '{}': {}, got '{}'", p.name, why, v->Scalar()));
+      else if (errors.size() == before && !normalise_param(p, text, why))
+        error(*v, fmt::format("default of '{}': {}, got '{}'", p.name, why, text));
       else
-        p.default_value = v->Scalar();
+        p.default_value = text;
     }
     return errors.size() == before;
   }
@@ -647,14 +861,17 @@ class Loader {
     }
     check_keys(n,
                {"kind", "page_param", "size_param", "start_page", "offset_param", "limit_param", "page_size",
-                "next_pointer", "max_pages"},
+                "next_pointer", "cursor_pointer", "cursor_param", "stop_on_empty", "stop_on_short",
+                "total_pointer", "has_more_pointer", "max_pages"},
                "pagination");
     using K = Pagination::Kind;
     if (auto k = choice<K>(n, "kind",
                            {{"none", K::None},
                             {"page_number", K::PageNumber},
                             {"offset_limit", K::OffsetLimit},
-                            {"next_url", K::NextUrl}}))
+                            {"cursor", K::Cursor},
+                            {"next_url", K::NextUrl},
+                            {"link_header", K::LinkHeader}}))
       pg.kind = *k;
     else if (!child(n, "kind"))
       error(n, "missing required key 'kind'");
@@ -693,7 +910,111 @@ class Loader {
           error(*v, fmt::format("next_pointer must be a JSON pointer starting with '/', got '{}'", pg.next_pointer));
       }
     }
+    if (only_for("cursor_pointer", {K::Cursor}, "cursor")) {
+      if (auto v = scalar(n, "cursor_pointer", pg.kind == K::Cursor)) {
+        pg.cursor_pointer = v->Scalar();
+        if (pg.cursor_pointer.empty() || !valid_pointer(pg.cursor_pointer))
+          error(*v, fmt::format("cursor_pointer must be a JSON pointer starting with '/', got '{}'",
+                                pg.cursor_pointer));
+      }
+    }
+    if (only_for("cursor_param", {K::Cursor}, "cursor")) {
+      if (pg.kind == K::Cursor && !n["cursor_param"].IsDefined())
+        error(n, "missing required key 'cursor_param'");
+      name_param("cursor_param", pg.cursor_param, false);
+    }
+    if (auto b = boolean(n, "stop_on_empty")) pg.stop_on_empty = *b;
+    if (only_for("stop_on_short", {K::PageNumber, K::OffsetLimit}, "page_number or offset_limit"))
+      if (auto b = boolean(n, "stop_on_short")) pg.stop_on_short = *b;
+    for (auto [key, out] : {std::pair<const char*, std::string*>{"total_pointer", &pg.total_pointer},
+                            std::pair<const char*, std::string*>{"has_more_pointer", &pg.has_more_pointer}}) {
+      if (!only_for(key, {K::PageNumber, K::OffsetLimit, K::Cursor, K::NextUrl, K::LinkHeader},
+                    "other than none"))
+        continue;
+      if (auto v = scalar(n, key)) {
+        *out = v->Scalar();
+        if (out->empty() || !valid_pointer(*out))
+          error(*v, fmt::format("{} must be a JSON pointer starting with '/', got '{}'", key, *out));
+      }
+    }
     if (auto v = integer(n, "max_pages", 1)) pg.max_pages = *v;
+  }
+
+  void load_rate_limit(const YAML::Node& n, RateLimit& rl) {
+    if (!n.IsMap()) {
+      error(n, "rate_limit must be a mapping (requests_per_second, max_concurrent)");
+      return;
+    }
+    check_keys(n, {"requests_per_second", "max_concurrent"}, "rate_limit");
+    if (auto v = scalar(n, "requests_per_second")) {
+      static const std::regex re(R"(\d+(\.\d+)?)");
+      const double x = std::regex_match(v->Scalar(), re) ? std::strtod(v->Scalar().c_str(), nullptr) : -1;
+      if (!(x > 0) || x > 1e6)
+        error(*v, fmt::format("requests_per_second must be a positive number, got '{}'", v->Scalar()));
+      else
+        rl.requests_per_second = x;
+    }
+    if (auto v = integer(n, "max_concurrent", 1)) rl.max_concurrent = *v;
+  }
+
+  void load_record_context(const YAML::Node& n, Endpoint& e) {
+    if (!n.IsMap()) {
+      error(n, "record_context must be a mapping of name: /json/pointer");
+      return;
+    }
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (!it->first.IsScalar() || !it->second.IsScalar()) {
+        error(it->first, "record_context entries must be name: /json/pointer");
+        continue;
+      }
+      const std::string& name = it->first.Scalar();
+      const std::string& ptr = it->second.Scalar();
+      if (!std::regex_match(name, ident_re()))
+        error(it->first, fmt::format("record_context name '{}' must be an identifier", name));
+      else if (ptr.empty() || !valid_pointer(ptr))
+        error(it->second, fmt::format("record_context '{}' must be a JSON pointer starting with '/', got '{}'",
+                                      name, ptr));
+      else if (std::any_of(e.record_context.begin(), e.record_context.end(),
+                           [&](const auto& c) { return c.first == name; }))
+        error(it->first, fmt::format("duplicate record_context name '{}'", name));
+      else
+        e.record_context.emplace_back(name, ptr);
+    }
+  }
+
+  void load_incremental(const YAML::Node& n, Endpoint& e) {
+    if (!n.IsMap()) {
+      error(n, "incremental must be a mapping (cursor_field, param)");
+      return;
+    }
+    check_keys(n, {"cursor_field", "param"}, "incremental");
+    Incremental inc;
+    bool ok = true;
+    if (auto v = scalar(n, "cursor_field", true)) {
+      inc.cursor_field = v->Scalar();
+      if (!inc.cursor_field.empty() && inc.cursor_field.front() != '/') inc.cursor_field = "/" + inc.cursor_field;
+      if (inc.cursor_field.size() < 2 || !valid_pointer(inc.cursor_field)) {
+        error(*v, fmt::format("cursor_field must be a field name or JSON pointer, got '{}'", v->Scalar()));
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (auto v = scalar(n, "param", true)) {
+      inc.param = v->Scalar();
+      const ParamSpec* spec = e.param(inc.param);
+      if (!spec) {
+        error(*v, fmt::format("incremental param '{}' is not a parameter of this endpoint", inc.param));
+        ok = false;
+      } else if (spec->type != ParamType::String && spec->type != ParamType::Integer &&
+                 spec->type != ParamType::Number && spec->type != ParamType::Date) {
+        error(*v, fmt::format("incremental param '{}' must be a string, integer, number or date", inc.param));
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (ok) e.incremental = std::move(inc);
   }
 
   // The schema model has its own loader (definition/schema_model.cpp); same error format.

@@ -100,6 +100,15 @@ struct Endpoint {
   std::vector<std::pair<std::string, std::string>> record_context;  // name -> page-level JSON pointer
   std::optional<Incremental> incremental;
   Schema schema;
+  // Where and how curated files are written (docs/lake.md).
+  enum class Layout { Seed, Hive };
+  Layout layout = Layout::Seed;      // `layout: seed | hive`: YYYY/MM/DD/HH/ or year=/month=/day=/hour=/
+  std::string partition_by;          // `partition_by: <field>` (date/timestamp); "" = ingestion hour
+  struct Files {                     // `files: {max_rows, max_mb, row_group_rows}`
+    int max_rows = 1000000;          // a batch's hour group above this splits into several files
+    int max_mb = 256;                // ... or above this estimated (uncompressed) size
+    int row_group_rows = 122880;     // Parquet ROW_GROUP_SIZE
+  } files;
 
   const ParamSpec* param(std::string_view name) const;
 };

@@ -12,22 +12,42 @@ class Node;
 
 namespace apilake {
 
-enum class FieldType { String, Int64, Double, Bool, Date, Timestamp };
+enum class FieldType { String, Int64, Double, Bool, Date, Timestamp, Decimal, Enum, Struct, List };
 
 struct FieldSpec {
-  std::string name;          // column name in Parquet
+  std::string name;          // column name in Parquet ("item" for a list's element)
   FieldType type = FieldType::String;
-  std::string path;          // JSON pointer inside the record; defaults to "/" + name
+  std::string path;          // JSON pointer inside the record (inside the parent object for a struct's
+                             // fields); defaults to "/" + name. Unused for a list's element.
   bool required = false;     // absent or null -> dead letter (missing_required)
+  bool nullable = true;      // false: an explicit null is refused (type_mismatch); absent takes the default
+  std::optional<std::string> default_value;  // used when the value is absent (not when null); the text is
+                                             // coerced like a JSON string of the field's type
   std::string format;        // Date/Timestamp: e.g. "dd/MM/yyyy", "iso8601", "epoch_s", "epoch_ms";
-                             // Double/Int64 given as strings: decimal separator "," if format == "decimal_comma"
+                             // Double/Int64/Decimal given as strings: "decimal_comma" = "1.234,56"
+  int precision = 0;         // Decimal: total digits 1..38
+  int scale = 0;             // Decimal: digits after the point, 0..precision
+  std::vector<std::string> values;  // Enum: the allowed values (case-sensitive), stored as string
+  std::vector<FieldSpec> fields;    // Struct: its fields, in order
+  std::vector<FieldSpec> items;     // List: exactly one element spec
+};
+
+// What happens to a record's top-level keys that no field reads (docs/schema.md "Evolution").
+enum class Evolution {
+  Ignore,        // (default) the schema is a projection: other keys are not part of the dataset
+  Evolve,        // unknown keys become new nullable columns, recorded as a new schema version
+  Freeze,        // a record with an unknown key -> dead letter (unknown_field)
+  DiscardValue,  // the unknown value -> dead letter (unknown_field); the rest of the row is curated
+  DiscardRow,    // same as Freeze, named as dlt names it
 };
 
 struct Schema {
   int version = 1;
+  Evolution evolution = Evolution::Ignore;
   std::vector<FieldSpec> fields;
 };
 
+const char* to_string(Evolution);
 const char* to_string(FieldType);
 
 // Reads a `schema:` YAML mapping into `schema`. Every problem is appended to `errors` as

@@ -243,6 +243,41 @@ try : root_(normalize_root(lake_root)),
   throw QueryError(500, std::string("query service: ") + e.what());
 }
 
+namespace {
+std::string pick_root(Lake& lake, const std::string& cache_dir) {
+  if (!lake.local_root().empty()) return lake.local_root();
+  if (cache_dir.empty()) throw QueryError(500, "query service: an object-store lake needs a local cache directory");
+  return cache_dir;
+}
+}  // namespace
+
+QueryService::QueryService(Lake& lake, const std::string& cache_dir, const std::vector<Source>& sources,
+                           QueryOptions options)
+    : QueryService(pick_root(lake, cache_dir), sources, std::move(options)) {
+  if (!lake.local_root().empty()) return;  // DuckDB reads a local lake in place
+  try {
+    // The cache lives at the root the session may read (allowed_directories): nothing else is.
+    cache_ = std::make_unique<LakeCache>(lake, root_, options_.cache_refresh);
+  } catch (const std::exception& e) {
+    throw QueryError(500, std::string("query service: cannot set up the lake cache: ") + e.what());
+  }
+}
+
+QueryService::~QueryService() = default;
+
+void QueryService::sync_cache() {
+  if (!cache_) return;
+  try {
+    cache_->refresh();
+    cache_synced_ = true;
+  } catch (const std::exception& e) {
+    // Cached files are whole copies of immutable objects, so a stale cache still answers correctly
+    // for what it holds; a cache that never synced would answer "no data", which would be a lie.
+    if (!cache_synced_) throw QueryError(500, std::string("cannot read the lake: ") + e.what());
+    spdlog::warn("insight: lake cache refresh failed, answering from the cached files: {}", e.what());
+  }
+}
+
 void QueryService::refresh_views() {
   for (const auto& [view, dir] : datasets_) {
     if (created_.count(view) || !has_parquet(dir)) continue;
@@ -261,6 +296,11 @@ void QueryService::refresh_views() {
 
 std::vector<std::string> QueryService::views() {
   std::lock_guard lk(mu_);
+  try {
+    sync_cache();
+  } catch (const QueryError& e) {
+    spdlog::warn("insight: {}", e.what());  // listing views is best effort; queries report it
+  }
   refresh_views();
   return {created_.begin(), created_.end()};
 }
@@ -268,6 +308,7 @@ std::vector<std::string> QueryService::views() {
 QueryResult QueryService::run(const std::string& sql) {
   if (sql.find('\0') != std::string::npos) throw QueryError(400, "SQL contains a NUL byte");
   std::lock_guard lk(mu_);
+  sync_cache();
   refresh_views();
   std::optional<QueryResult> result;
   std::exception_ptr error;

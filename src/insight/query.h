@@ -4,6 +4,8 @@
 // enable_external_access=false, lock_configuration) and queries time out.
 // A dataset's view appears once its folder holds a .parquet file (checked before every query, no
 // restart needed). Queries run one at a time (DuckDB itself uses `threads` for each).
+// Over an object-store lake (local_root() == ""), the service queries a local cache of the curated
+// Parquet objects (insight/lake_cache.h) refreshed before each query, at most every cache_refresh.
 #pragma once
 #include <chrono>
 #include <memory>
@@ -16,6 +18,8 @@
 
 #include "definition/definition.h"
 #include "duck/duck.h"
+#include "insight/lake_cache.h"
+#include "lake/lake.h"
 
 namespace apilake {
 
@@ -36,6 +40,7 @@ struct QueryOptions {
   std::size_t max_rows = 10000;
   int threads = 2;
   std::string memory_limit = "1GB";
+  std::chrono::milliseconds cache_refresh{500};  // object-store lakes: least time between refreshes
 };
 
 class QueryService {
@@ -43,6 +48,12 @@ class QueryService {
   // lake_root: absolute local directory of the lake.
   // Throws QueryError(500) when DuckDB cannot be set up.
   QueryService(std::string lake_root, const std::vector<Source>& sources, QueryOptions options = {});
+  // Over any lake: a local lake is queried in place; an object-store lake through a cache in
+  // cache_dir (a local directory the service owns; only it is readable by SQL). The lake must
+  // outlive the service. Throws QueryError(500) when DuckDB or the cache cannot be set up.
+  QueryService(Lake& lake, const std::string& cache_dir, const std::vector<Source>& sources,
+               QueryOptions options = {});
+  ~QueryService();
   // 400: not a single SELECT, SQL error, file outside the lake; 408: timeout. Text values are
   // DuckDB's own VARCHAR casts (dates ISO, TIMESTAMPTZ in UTC, lists/structs as DuckDB prints them).
   QueryResult run(const std::string& sql);   // throws QueryError
@@ -50,6 +61,7 @@ class QueryService {
 
  private:
   void refresh_views();  // caller holds mu_
+  void sync_cache();     // caller holds mu_; no-op for a local lake
   QueryResult execute(const std::string& sql);  // on query_, caller holds mu_
   std::string root_;
   std::vector<std::pair<std::string, std::string>> datasets_;  // view name, curated dir
@@ -58,6 +70,8 @@ class QueryService {
   duck::Database db_;
   duck::Connection admin_;   // creates views (before and after lock)
   std::unique_ptr<duck::Connection> query_;  // runs user SQL; replaced after a timeout
+  std::unique_ptr<LakeCache> cache_;          // object-store lakes only
+  bool cache_synced_ = false;
   std::mutex mu_;
 };
 

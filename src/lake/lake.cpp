@@ -80,6 +80,8 @@ std::string unique_token() {
 
 }  // namespace
 
+std::string checked_lake_path(const std::string& path, bool is_prefix) { return checked(path, is_prefix); }
+
 void fsync_file(const fs::path& file) {
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw_errno(errno, fmt::format("cannot open {} to fsync", file.string()));

@@ -43,6 +43,11 @@ class LocalLake final : public Lake {
   std::filesystem::path root_;
 };
 
+// Validates a lake-relative path (relative, '/'-separated, no empty/"."/".." segments, no NUL, not
+// inside "_staging") and returns it; for prefixes "" is the whole lake and a trailing '/' is dropped.
+// Throws std::invalid_argument. Every Lake implementation checks its paths with it.
+std::string checked_lake_path(const std::string& path, bool is_prefix);
+
 // fsyncs a file's contents (throws on failure); used by every writer of staged files.
 void fsync_file(const std::filesystem::path& file);
 

@@ -1,15 +1,22 @@
 #include "source/source.h"
 
+#include "definition/records.h"
+#include "source/rate_limit.h"
+
 #include <openssl/evp.h>
 #include <simdjson.h>
 
+#include <boost/json.hpp>
 #include <boost/url.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <set>
+#include <thread>
 
 namespace apilake {
 namespace {
@@ -77,11 +84,39 @@ std::string base64(const std::string& in) {
   return out;
 }
 
+std::string json_error_or(const std::string& body, const std::string& fallback) {
+  std::string d = describe_json_error(body);
+  return d.empty() ? fallback : d;
+}
+
 simdjson::dom::element parse_json(simdjson::dom::parser& parser, const std::string& body) {
   simdjson::dom::element root;
   if (auto err = parser.parse(body).get(root))
-    throw FetchError(fmt::format("body is not valid JSON: {}", simdjson::error_message(err)));
+    throw FetchError(json_error_or(body, fmt::format("not JSON: {}", simdjson::error_message(err))));
   return root;
+}
+
+// A validated list value is comma-joined (definition.h); items never hold a comma.
+std::vector<std::string> list_items(const std::string& v) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    const auto comma = v.find(',', start);
+    out.push_back(v.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+// One value (a param or a list item) as the API wants it: dates in the param's format.
+std::string render_value(const ParamSpec& spec, const std::string& v);
+
+// A whole param value; lists joined by their separator (then URL-encoded with everything else).
+std::string render_param(const ParamSpec& spec, const std::string& v) {
+  if (spec.type != ParamType::List) return render_value(spec, v);
+  std::string out;
+  for (const auto& item : list_items(v)) out += (out.empty() ? "" : spec.separator) + render_value(spec, item);
+  return out;
 }
 
 }  // namespace
@@ -110,6 +145,13 @@ std::string render_date(const std::string& iso, const std::string& pattern) {
   }
   return out;
 }
+
+namespace {
+std::string render_value(const ParamSpec& spec, const std::string& v) {
+  const ParamType t = spec.type == ParamType::List ? spec.item_type : spec.type;
+  return t == ParamType::Date ? render_date(v, spec.format.empty() ? "yyyy-MM-dd" : spec.format) : v;
+}
+}  // namespace
 
 std::string first_page_url(const Source& source, const Endpoint& endpoint, const Params& params) {
   std::string base = source.base_url;
@@ -146,7 +188,7 @@ std::string first_page_url(const Source& source, const Endpoint& endpoint, const
     // them data, so they are refused. No API has an id spelled "..".
     if (v->second == "." || v->second == "..")
       throw FetchError(fmt::format("path parameter '{}' cannot be '{}'", spec->name, v->second));
-    path += url_encode(v->second);
+    path += url_encode(render_param(*spec, v->second));
     i = close;
   }
 
@@ -158,9 +200,11 @@ std::string first_page_url(const Source& source, const Endpoint& endpoint, const
     if (spec.in != ParamLocation::Query) continue;
     auto v = params.find(spec.name);
     if (v == params.end()) continue;
-    query.emplace_back(spec.api_name, spec.type == ParamType::Date
-                                          ? render_date(v->second, spec.format.empty() ? "yyyy-MM-dd" : spec.format)
-                                          : v->second);
+    if (spec.type == ParamType::List && spec.explode) {
+      for (const auto& item : list_items(v->second)) query.emplace_back(spec.api_name, render_value(spec, item));
+    } else {
+      query.emplace_back(spec.api_name, render_param(spec, v->second));
+    }
   }
   const auto& pg = endpoint.pagination;
   if (pg.kind == Pagination::Kind::PageNumber) {
@@ -178,59 +222,240 @@ std::string first_page_url(const Source& source, const Endpoint& endpoint, const
   return url;
 }
 
-std::optional<std::string> next_page_url(const Endpoint& endpoint, const std::string& current_url, int page_number,
-                                         std::size_t records, const std::string& body) {
+namespace {
+
+// The value at `ptr`, or nullopt when the pointer reaches nothing.
+std::optional<simdjson::dom::element> at(simdjson::dom::element root, const std::string& ptr, const char* what) {
+  simdjson::dom::element v;
+  auto err = root.at_pointer(ptr).get(v);
+  if (err == simdjson::NO_SUCH_FIELD || err == simdjson::INDEX_OUT_OF_BOUNDS) return std::nullopt;
+  if (err) throw FetchError(fmt::format("{} '{}': {}", what, ptr, simdjson::error_message(err)));
+  return v;
+}
+
+std::string resolve(const std::string& current_url, std::string_view ref_text) {
+  auto ref = boost::urls::parse_uri_reference(ref_text);
+  if (!ref) throw FetchError(fmt::format("next URL '{}' is not a valid URL", ref_text));
+  auto base = boost::urls::parse_uri(current_url);
+  if (!base) throw FetchError(fmt::format("current URL '{}' is not absolute", current_url));
+  boost::urls::url out;
+  if (auto r = boost::urls::resolve(*base, *ref, out); !r)
+    throw FetchError(fmt::format("cannot resolve next URL '{}' against '{}'", ref_text, current_url));
+  return std::string(out.buffer());
+}
+
+const char* kind_of(simdjson::dom::element e) {
+  return e.is_object() ? "an object" : e.is_array() ? "an array" : e.is_bool() ? "a boolean"
+         : e.is_number() ? "a number" : e.is_string() ? "a string" : "null";
+}
+
+}  // namespace
+
+std::optional<std::string> link_next(std::string_view h) {
+  std::size_t i = 0;
+  while (i < h.size()) {
+    const auto lt = h.find('<', i);
+    if (lt == std::string_view::npos) return std::nullopt;
+    const auto gt = h.find('>', lt);
+    if (gt == std::string_view::npos) return std::nullopt;
+    const std::string_view target = h.substr(lt + 1, gt - lt - 1);
+    // Parameters run to the next ',' outside quotes.
+    std::size_t j = gt + 1;
+    bool quoted = false;
+    for (; j < h.size(); ++j) {
+      if (h[j] == '"') quoted = !quoted;
+      else if (h[j] == ',' && !quoted) break;
+    }
+    std::string params(h.substr(gt + 1, j - gt - 1));
+    std::transform(params.begin(), params.end(), params.begin(), [](unsigned char c) { return std::tolower(c); });
+    for (std::size_t p = params.find("rel"); p != std::string::npos; p = params.find("rel", p + 3)) {
+      std::size_t k = p + 3;
+      while (k < params.size() && params[k] == ' ') ++k;
+      if (k >= params.size() || params[k] != '=') continue;
+      ++k;
+      while (k < params.size() && params[k] == ' ') ++k;
+      std::string value;
+      if (k < params.size() && params[k] == '"') {
+        const auto end = params.find('"', k + 1);
+        value = params.substr(k + 1, end == std::string::npos ? std::string::npos : end - k - 1);
+      } else {
+        const auto end = params.find_first_of("; ", k);
+        value = params.substr(k, end == std::string::npos ? std::string::npos : end - k);
+      }
+      // rel may hold several space-separated relation types ("next last").
+      std::size_t w = 0;
+      while (w < value.size()) {
+        const auto sp = value.find(' ', w);
+        if (value.substr(w, sp == std::string::npos ? std::string::npos : sp - w) == "next")
+          return std::string(target);
+        if (sp == std::string::npos) break;
+        w = sp + 1;
+      }
+    }
+    i = j + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> next_page_url(const Endpoint& endpoint, const PageInfo& info) {
   const auto& pg = endpoint.pagination;
+  using K = Pagination::Kind;
+  if (pg.kind == K::None) return std::nullopt;
+  if (pg.stop_on_empty && info.records == 0) return std::nullopt;
+  // A short page is the last one: page/offset APIs rarely say so any other way.
+  if (pg.stops_on_short() && pg.page_size > 0 && info.records < static_cast<std::size_t>(pg.page_size))
+    return std::nullopt;
+
+  const bool needs_body = !pg.has_more_pointer.empty() || !pg.total_pointer.empty() || pg.kind == K::Cursor ||
+                          pg.kind == K::NextUrl;
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (needs_body) {
+    const std::string body(info.body);
+    root = parse_json(parser, body);
+  }
+  if (!pg.has_more_pointer.empty()) {
+    auto v = at(root, pg.has_more_pointer, "has_more_pointer");
+    if (!v || v->is_null()) return std::nullopt;
+    bool more = false;
+    if (v->get_bool().get(more))
+      throw FetchError(fmt::format("has_more_pointer '{}' holds {}, not true/false", pg.has_more_pointer,
+                                   kind_of(*v)));
+    if (!more) return std::nullopt;
+  }
+  if (!pg.total_pointer.empty()) {
+    if (auto v = at(root, pg.total_pointer, "total_pointer"); v && !v->is_null()) {
+      double total = 0;
+      if (v->get_double().get(total))
+        throw FetchError(fmt::format("total_pointer '{}' holds {}, not a number", pg.total_pointer, kind_of(*v)));
+      if (static_cast<double>(info.records_so_far) >= total) return std::nullopt;
+    }
+  }
+
   switch (pg.kind) {
-    case Pagination::Kind::None:
+    case K::None:
       return std::nullopt;
-    case Pagination::Kind::PageNumber:
-      // A short (or empty) page is the last one: APIs of this kind rarely say so any other way.
-      if (pg.page_size <= 0 || records < static_cast<std::size_t>(pg.page_size)) return std::nullopt;
-      return set_query_param(current_url, pg.page_param, std::to_string(pg.start_page + page_number));
-    case Pagination::Kind::OffsetLimit:
-      if (pg.page_size <= 0 || records < static_cast<std::size_t>(pg.page_size)) return std::nullopt;
-      return set_query_param(current_url, pg.offset_param,
-                             std::to_string(static_cast<long long>(page_number) * pg.page_size));
-    case Pagination::Kind::NextUrl: {
-      simdjson::dom::parser parser;
-      auto root = parse_json(parser, body);
-      simdjson::dom::element next;
-      auto err = root.at_pointer(pg.next_pointer).get(next);
-      if (err == simdjson::NO_SUCH_FIELD || err == simdjson::INDEX_OUT_OF_BOUNDS) return std::nullopt;
-      if (err)
-        throw FetchError(fmt::format("next_pointer '{}': {}", pg.next_pointer, simdjson::error_message(err)));
-      if (next.is_null()) return std::nullopt;
-      std::string_view s;
-      if (next.get_string().get(s))
-        throw FetchError(fmt::format("next_pointer '{}' holds a {}, not a URL string", pg.next_pointer,
-                                     next.is_object() ? "object" : next.is_array() ? "array" : "non-string"));
-      if (s.empty()) return std::nullopt;
-      auto ref = boost::urls::parse_uri_reference(s);
-      if (!ref) throw FetchError(fmt::format("next URL '{}' is not a valid URL", s));
-      auto base = boost::urls::parse_uri(current_url);
-      if (!base) throw FetchError(fmt::format("current URL '{}' is not absolute", current_url));
-      boost::urls::url out;
-      if (auto r = boost::urls::resolve(*base, *ref, out); !r)
-        throw FetchError(fmt::format("cannot resolve next URL '{}' against '{}'", s, current_url));
-      return std::string(out.buffer());
+    case K::PageNumber:
+      return set_query_param(info.url, pg.page_param, std::to_string(pg.start_page + info.number));
+    case K::OffsetLimit:
+      // The next offset is what we have seen so far, which is also right when an API caps limit
+      // below page_size with stop_on_short off.
+      return set_query_param(info.url, pg.offset_param,
+                             std::to_string(info.records_so_far > 0
+                                                ? static_cast<long long>(info.records_so_far)
+                                                : static_cast<long long>(info.number) * pg.page_size));
+    case K::Cursor: {
+      auto v = at(root, pg.cursor_pointer, "cursor_pointer");
+      if (!v || v->is_null()) return std::nullopt;
+      std::string cursor;
+      std::string_view sv;
+      if (v->get_string().get(sv) == simdjson::SUCCESS) cursor = std::string(sv);
+      else if (v->is_number()) cursor = simdjson::minify(*v);
+      else
+        throw FetchError(fmt::format("cursor_pointer '{}' holds {}, not a string or number", pg.cursor_pointer,
+                                     kind_of(*v)));
+      if (cursor.empty()) return std::nullopt;
+      return set_query_param(info.url, pg.cursor_param, cursor);
+    }
+    case K::NextUrl: {
+      auto v = at(root, pg.next_pointer, "next_pointer");
+      if (!v || v->is_null()) return std::nullopt;
+      std::string_view sv;
+      if (v->get_string().get(sv))
+        throw FetchError(fmt::format("next_pointer '{}' holds {}, not a URL string", pg.next_pointer, kind_of(*v)));
+      if (sv.empty()) return std::nullopt;
+      return resolve(info.url, sv);
+    }
+    case K::LinkHeader: {
+      if (!info.link_header) return std::nullopt;
+      auto next = link_next(*info.link_header);
+      if (!next || next->empty()) return std::nullopt;
+      return resolve(info.url, *next);
     }
   }
   return std::nullopt;
 }
 
+std::optional<std::string> next_page_url(const Endpoint& endpoint, const std::string& current_url, int page_number,
+                                         std::size_t records, const std::string& body) {
+  PageInfo info;
+  info.url = current_url;
+  info.number = page_number;
+  info.records = records;
+  // Earlier pages were full (or pagination would have stopped), so this is what was seen.
+  info.records_so_far = static_cast<std::size_t>(std::max(0, page_number - 1)) *
+                            static_cast<std::size_t>(std::max(0, endpoint.pagination.page_size)) +
+                        records;
+  info.body = body;
+  return next_page_url(endpoint, info);
+}
+
+std::size_t count_records(const std::string& body, const Endpoint& endpoint) {
+  try {
+    return count_selected_records(body, endpoint);
+  } catch (const RecordError& e) {
+    throw FetchError(e.what());
+  }
+}
+
 std::size_t count_records(const std::string& body, const std::string& records_pointer) {
+  Endpoint e;
+  e.records_pointer = records_pointer;
+  return count_records(body, e);
+}
+
+// --- incremental ----------------------------------------------------------------------------------
+
+std::string incremental_key(const Endpoint& endpoint, const Params& params) {
+  boost::json::object o;
+  for (const auto& [k, v] : params)  // std::map: sorted, so the key is canonical
+    if (!endpoint.incremental || k != endpoint.incremental->param) o[k] = v;
+  return boost::json::serialize(o);
+}
+
+bool cursor_less(const std::string& a, const std::string& b) {
+  auto number = [](const std::string& s, double& out) {
+    if (s.empty()) return false;
+    char* end = nullptr;
+    out = std::strtod(s.c_str(), &end);
+    return end == s.c_str() + s.size() && std::isfinite(out);
+  };
+  double x = 0, y = 0;
+  if (number(a, x) && number(b, y)) return x < y;
+  return a < b;
+}
+
+std::optional<std::string> incremental_param_value(const Endpoint& endpoint, const std::string& stored) {
+  if (!endpoint.incremental) return std::nullopt;
+  const ParamSpec* spec = endpoint.param(endpoint.incremental->param);
+  if (!spec) return std::nullopt;
+  std::string v = stored;
+  if (spec->type == ParamType::Date) v = v.substr(0, 10);  // "2024-03-05T10:00:00Z" -> "2024-03-05"
+  Params one{{spec->name, v}};
+  Endpoint probe;  // validate just this value with the real rules (type, bounds, pattern)
+  probe.params = {*spec};
+  probe.params.front().required = false;
+  try {
+    return validate_params(probe, one).at(spec->name);
+  } catch (const ParamError&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<std::string> max_cursor(const std::vector<std::string>& records, const std::string& cursor_field) {
   simdjson::dom::parser parser;
-  auto root = parse_json(parser, body);
-  simdjson::dom::element at;
-  if (auto err = root.at_pointer(records_pointer).get(at))
-    throw FetchError(fmt::format("records pointer '{}' does not reach a value: {}", records_pointer,
-                                 simdjson::error_message(err)));
-  if (at.is_array()) return simdjson::dom::array(at).size();
-  if (at.is_object()) return 1;  // a single-record endpoint (e.g. "get one item")
-  throw FetchError(fmt::format("records pointer '{}' reaches a {}, not an array or object",
-                               records_pointer.empty() ? "\"\"" : records_pointer,
-                               at.is_string() ? "string" : at.is_null() ? "null" : at.is_bool() ? "boolean" : "number"));
+  std::optional<std::string> best;
+  for (const auto& r : records) {
+    simdjson::dom::element root, v;
+    if (parser.parse(r).get(root) || root.at_pointer(cursor_field).get(v) || v.is_null()) continue;
+    std::string text;
+    std::string_view sv;
+    if (v.get_string().get(sv) == simdjson::SUCCESS) text = std::string(sv);
+    else if (v.is_number()) text = simdjson::minify(v);
+    else continue;  // objects, arrays, booleans cannot order a cursor
+    if (!best || cursor_less(*best, text)) best = std::move(text);
+  }
+  return best;
 }
 
 int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& params,
@@ -280,10 +505,17 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
   };
 
   HttpClient client(options);
+  const auto limiter = rate_limiter_for(source.name, source.rate_limit);
+  const Sleeper real_sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+  const Sleeper& do_sleep = sleep ? sleep : real_sleep;
+  const auto& pg = endpoint.pagination;
+
   std::string url = first_page_url(source, endpoint, params);
-  std::set<std::string> seen;
+  std::set<std::string> seen_urls, seen_cursors;
+  std::optional<std::pair<std::size_t, std::size_t>> previous_body;  // (size, hash) of the last page
+  std::size_t records_so_far = 0;
   for (int number = 1;; ++number) {
-    if (!seen.insert(url).second)
+    if (!seen_urls.insert(url).second)
       throw FetchError(with_page(number, fmt::format("pagination returned an already fetched URL ({}); stopping "
                                                      "instead of looping",
                                                      redact(url))));
@@ -292,7 +524,8 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
     req.headers = headers;
     HttpResponse res;
     try {
-      res = perform_with_retry(client, req, retry_, sleep);
+      auto permit = limiter->acquire(do_sleep);
+      res = perform_with_retry(client, req, retry_, do_sleep);
     } catch (const NetError& e) {
       throw FetchError(with_page(number, scrub(e.what(), secrets)));
     }
@@ -300,6 +533,20 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
     if (res.status < 200 || res.status > 299)
       throw FetchError(with_page(number, fmt::format("HTTP {} from {}: {}", res.status, redact(url),
                                                      scrub(res.body.substr(0, 200), secrets))));
+    // The raw zone keeps pages byte-exact and the bus carries one page per message, so a page
+    // that cannot travel in one message is refused rather than split (see docs/sources.md).
+    if (res.body.size() > source.max_page_bytes)
+      throw FetchError(with_page(number, fmt::format("the page is {} bytes, larger than the limit of {} bytes "
+                                                     "(max_page_bytes: one page must fit one bus message); "
+                                                     "ask for smaller pages (page_size)",
+                                                     res.body.size(), source.max_page_bytes)));
+    // An identical body twice in a row means the API ignores our paging parameter: stop now.
+    const std::pair<std::size_t, std::size_t> fingerprint{res.body.size(), std::hash<std::string>{}(res.body)};
+    if (previous_body && *previous_body == fingerprint)
+      throw FetchError(with_page(number, "the page is identical to the previous one: the API ignores the "
+                                         "pagination parameters; stopping instead of looping"));
+    previous_body = fingerprint;
+
     Page page;
     page.number = number;
     page.url = redact(url);
@@ -308,24 +555,80 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
         std::chrono::duration_cast<std::chrono::microseconds>(fetched.time_since_epoch()).count();
     std::optional<std::string> next;
     try {
-      page.records = count_records(res.body, endpoint.records_pointer);
+      if (endpoint.incremental) {
+        auto records = select_records(res.body, endpoint);
+        page.records = records.size();
+        page.max_cursor = max_cursor(records, endpoint.incremental->cursor_field);
+      } else {
+        page.records = count_selected_records(res.body, endpoint);
+      }
+      records_so_far += page.records;
+      if (!pg.total_pointer.empty()) {
+        simdjson::dom::parser parser;
+        simdjson::dom::element root, v;
+        int64_t total = 0;
+        if (!parser.parse(res.body).get(root) && !root.at_pointer(pg.total_pointer).get(v) &&
+            !v.get_int64().get(total))
+          page.total_records = total;
+      }
+      PageInfo info;
       // A relative next link is relative to the document, i.e. where redirects ended.
-      const std::string& current =
-          endpoint.pagination.kind == Pagination::Kind::NextUrl && !res.effective_url.empty() ? res.effective_url
-                                                                                              : url;
-      next = next_page_url(endpoint, current, number, page.records, res.body);
+      info.url = (pg.kind == Pagination::Kind::NextUrl || pg.kind == Pagination::Kind::LinkHeader) &&
+                         !res.effective_url.empty()
+                     ? res.effective_url
+                     : url;
+      info.number = number;
+      info.records = page.records;
+      info.records_so_far = records_so_far;
+      info.body = res.body;
+      info.link_header = res.header("link");
+      next = next_page_url(endpoint, info);
+    } catch (const RecordError& e) {
+      throw FetchError(with_page(number, scrub(e.what(), secrets)));
     } catch (const FetchError& e) {
       throw FetchError(with_page(number, scrub(e.what(), secrets)));
     }
+    if (next) {
+      // Next links come from the upstream's body or headers: they may never move us to another host.
+      auto next_host = url_host(*next);
+      if (!next_host || *next_host != *host)
+        throw FetchError(with_page(number, fmt::format("the next page URL points to {} instead of {}; refused",
+                                                       next_host ? *next_host : std::string("a non-http(s) URL"),
+                                                       *host)));
+      if (pg.kind == Pagination::Kind::Cursor) {
+        const std::string cursor = [&] {
+          auto u = parse_url(*next);
+          auto it = u.params().find(pg.cursor_param);
+          return it == u.params().end() ? std::string() : std::string((*it).value);
+        }();
+        if (!seen_cursors.insert(cursor).second)
+          throw FetchError(with_page(number, fmt::format("the API returned cursor '{}' again; stopping instead of "
+                                                         "looping",
+                                                         scrub(cursor, secrets))));
+      }
+    }
     // Next links built by the API rarely repeat the key it was given as a query parameter.
-    if (next && source.auth.kind == AuthKind::ApiKeyQuery && url_host(*next) == host)
+    if (next && source.auth.kind == AuthKind::ApiKeyQuery)
       next = set_query_param(*next, source.auth.name, secret_from_env(source));
+    // The upstream's own quota headers: wait before the next request (every extraction of this
+    // source waits too), or fail when the wait is beyond what we accept to block a worker for.
+    std::optional<std::chrono::milliseconds> quota_wait;
+    if (next) quota_wait = rate_limit_wait(res, std::chrono::system_clock::now());
     page.body = std::move(res.body);
     on_page(std::move(page));
     if (!next) return number;
-    if (number >= endpoint.pagination.max_pages)
+    if (number >= pg.max_pages)
       throw FetchError(with_page(number, fmt::format("page cap of {} reached with more pages to fetch",
-                                                     endpoint.pagination.max_pages)));
+                                                     pg.max_pages)));
+    if (quota_wait && quota_wait->count() > 0) {
+      if (*quota_wait > retry_.max_retry_after)
+        throw FetchError(with_page(number, fmt::format("the API's rate limit is exhausted and resets in {} s, "
+                                                       "longer than the {} s we wait; run the extraction again "
+                                                       "later",
+                                                       (quota_wait->count() + 999) / 1000,
+                                                       retry_.max_retry_after.count() / 1000)));
+      limiter->pause_until(std::chrono::steady_clock::now() + *quota_wait);
+    }
     url = std::move(*next);
   }
 }

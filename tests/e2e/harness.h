@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -55,6 +57,7 @@ class ApilakeProcess {
     args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ = ::fork();
     if (pid_ == 0) {
+      for (const auto& [name, value] : env_) ::setenv(name.c_str(), value.c_str(), 1);
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -86,6 +89,25 @@ class ApilakeProcess {
     pid_ = -1;
   }
 
+  // Environment variables for the child (set before the next start()).
+  void set_env(const std::string& name, const std::string& value) { env_.emplace_back(name, value); }
+
+  // Waits up to `timeout` for the child to exit on its own; returns its waitpid status, or nullopt
+  // when it is still running (then it is left running).
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return std::nullopt;
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      if (std::chrono::steady_clock::now() >= until) return std::nullopt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
   HttpResponse get(const std::string& path) { return call("GET", path, ""); }
   HttpResponse post(const std::string& path, const std::string& body) { return call("POST", path, body); }
   HttpResponse call(const std::string& method, const std::string& path, const std::string& body,
@@ -104,6 +126,7 @@ class ApilakeProcess {
   std::filesystem::path data_dir_;
   uint16_t port_;
   std::vector<std::string> extra_;
+  std::vector<std::pair<std::string, std::string>> env_;
   pid_t pid_ = -1;
   HttpClient client_{HttpOptions{}};
 };

@@ -1,0 +1,544 @@
+#include "insight/models.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include <boost/json.hpp>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "lake/lake.h"
+
+namespace json = boost::json;
+
+namespace apilake {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+bool valid_name(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw InsightError(p.string() + ": cannot read");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+uint64_t fnv1a(uint64_t h, const std::string& s) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h ^ 0xff;  // separator so ("ab","c") != ("a","bc")
+}
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Writes bytes to a staged file, fsyncs it and renames it over `target` (atomic on one filesystem).
+void atomic_write(const fs::path& staging, const fs::path& target, const std::string& bytes) {
+  fs::path tmp = staging / ("insight-" + target.parent_path().filename().string() + "-" +
+                            target.filename().string() + ".tmp");
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!f) throw InsightError("cannot write " + tmp.string());
+  }
+  fsync_file(tmp);
+  fs::rename(tmp, target);
+}
+
+std::string csv_field(const std::optional<std::string>& v) {
+  if (!v) return "";
+  if (v->find_first_of(",\"\r\n") == std::string::npos) return *v;
+  std::string out = "\"";
+  for (char c : *v) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+bool has_parquet(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+  for (; !ec && it != end; it.increment(ec))
+    if (it->path().extension() == ".parquet" && it->is_regular_file(ec)) return true;
+  return false;
+}
+
+}  // namespace
+
+std::string iso_utc(int64_t us) {
+  return fmt::format("{:%FT%T}Z",
+                     std::chrono::sys_time<std::chrono::microseconds>(std::chrono::microseconds(us)));
+}
+
+InsightModel parse_model(const std::string& text, const fs::path& file,
+                         const std::set<std::string>& known_datasets) {
+  auto fail = [&](int line, const std::string& msg) -> InsightError {
+    return InsightError(fmt::format("{}:{}: {}", file.string(), line, msg));
+  };
+  InsightModel m;
+  m.file = file;
+  std::set<std::string> seen;
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  std::size_t body_start = 0, offset = 0;
+  bool in_header = true;
+  while (std::getline(in, line)) {
+    ++lineno;
+    std::size_t next = offset + line.size() + 1;
+    std::string t = trim(line);
+    if (in_header && t.empty()) {
+      offset = next;
+      continue;
+    }
+    if (in_header && t.rfind("--", 0) == 0) {
+      std::string c = trim(t.substr(2));
+      auto colon = c.find(':');
+      std::string key = colon == std::string::npos ? "" : trim(c.substr(0, colon));
+      bool is_key = !key.empty() && std::all_of(key.begin(), key.end(), [](char ch) {
+        return std::islower(static_cast<unsigned char>(ch)) || ch == '_';
+      });
+      if (is_key) {
+        std::string value = trim(c.substr(colon + 1));
+        if (!seen.insert(key).second) throw fail(lineno, "duplicate header key '" + key + "'");
+        if (key == "name") {
+          if (!valid_name(value)) throw fail(lineno, "name must be 1-64 of [a-z0-9_], got '" + value + "'");
+          m.name = value;
+        } else if (key == "description") {
+          m.description = value;
+        } else if (key == "datasets") {
+          std::stringstream ss(value);
+          std::string d;
+          while (std::getline(ss, d, ',')) {
+            d = trim(d);
+            if (d.empty()) continue;
+            if (!known_datasets.count(d)) throw fail(lineno, "unknown dataset '" + d + "' (views are <source>_<endpoint>)");
+            m.datasets.push_back(d);
+          }
+        } else if (key == "refresh") {
+          if (value == "after_batch") {
+            m.after_batch = true;
+          } else if (value.rfind("every ", 0) == 0) {
+            std::string n = trim(value.substr(6));
+            int64_t unit = 0;
+            if (!n.empty() && n.back() == 's') unit = 1;
+            else if (!n.empty() && n.back() == 'm') unit = 60;
+            else if (!n.empty() && n.back() == 'h') unit = 3600;
+            std::string digits = unit ? n.substr(0, n.size() - 1) : "";
+            if (!unit || digits.empty() || digits.size() > 6 ||
+                !std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
+                std::stoll(digits) == 0)
+              throw fail(lineno, "refresh 'every' needs a positive period like 30s, 5m or 1h, got '" + n + "'");
+            m.after_batch = false;
+            m.every = std::chrono::seconds(std::stoll(digits) * unit);
+          } else {
+            throw fail(lineno, "refresh must be 'after_batch' or 'every <N>s|m|h', got '" + value + "'");
+          }
+        } else {
+          throw fail(lineno, "unknown header key '" + key + "' (name, description, datasets, refresh)");
+        }
+        offset = next;
+        continue;
+      }
+      // A plain comment before the SQL: part of the body.
+    }
+    if (in_header) {
+      in_header = false;
+      body_start = offset;
+    }
+    offset = next;
+  }
+  if (!in_header) m.sql = trim(text.substr(std::min(body_start, text.size())));
+  if (m.name.empty()) {
+    std::string stem = file.stem().string();
+    if (!valid_name(stem)) throw fail(1, "no '-- name:' header and the file name is not a valid name");
+    m.name = stem;
+  }
+  if (m.description.empty()) throw fail(1, "missing '-- description:' header");
+  if (m.datasets.empty()) throw fail(1, "missing '-- datasets:' header (the views the SQL reads)");
+  while (!m.sql.empty() && (m.sql.back() == ';' || std::isspace(static_cast<unsigned char>(m.sql.back()))))
+    m.sql.pop_back();
+  if (m.sql.empty()) throw fail(lineno, "no SQL after the header");
+  return m;
+}
+
+std::vector<InsightModel> load_models(const std::vector<Source>& sources) {
+  std::set<std::string> known;
+  for (const auto& s : sources)
+    for (const auto& e : s.endpoints) known.insert(s.name + "_" + e.name);
+  std::vector<InsightModel> out;
+  std::map<std::string, fs::path> names;
+  for (const auto& s : sources) {
+    fs::path dir = s.dir / "insights";
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().extension() == ".sql" && e.is_regular_file()) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      InsightModel m = parse_model(slurp(f), f, known);
+      auto [it, fresh] = names.emplace(m.name, f);
+      if (!fresh) throw InsightError(fmt::format("{}:1: insight '{}' is already defined in {}", f.string(), m.name, it->second.string()));
+      out.push_back(std::move(m));
+    }
+  }
+  return out;
+}
+
+InsightService::InsightService(std::string lake_root, const std::vector<Source>& sources,
+                               std::vector<InsightModel> models)
+    : root_(fs::absolute(fs::path(lake_root)).lexically_normal().string()), models_(std::move(models)) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+  if (root_ == "/" || root_.empty()) throw InsightError("insights: the lake root must not be /");
+  for (const auto& s : sources)
+    for (const auto& e : s.endpoints)
+      datasets_.emplace_back(s.name + "_" + e.name, root_ + "/curated/" + s.name + "/" + e.name);
+  try {
+    fs::create_directories(fs::path(root_) / "_staging" / "duckdb_insight");
+    fs::create_directories(insights_dir());
+    duck::Options o;
+    o.threads = 1;
+    o.memory_limit = "512MB";
+    o.temp_directory = root_ + "/_staging/duckdb_insight";
+    db_ = std::make_unique<duck::Database>(o);
+    con_ = std::make_unique<duck::Connection>(*db_);
+    // The same lock-down as QueryService: model SQL can read (and COPY can write) only inside the
+    // lake; nothing can be reconfigured afterwards.
+    con_->execute("SET GLOBAL TimeZone='UTC'");
+    con_->execute("SET allowed_directories=[" + duck::quote_literal(root_ + "/") + "]");
+    con_->execute("SET enable_external_access=false");
+    con_->execute("SET lock_configuration=true");
+  } catch (const duck::Error& e) {
+    throw InsightError(std::string("insights: ") + e.what());
+  } catch (const fs::filesystem_error& e) {
+    throw InsightError(std::string("insights: ") + e.what());
+  }
+}
+
+InsightService::~InsightService() { stop(); }
+
+const InsightModel* InsightService::model(const std::string& name) const {
+  for (const auto& m : models_)
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+void InsightService::ensure_views() {
+  for (const auto& [view, dir] : datasets_) {
+    if (created_views_.count(view) || !has_parquet(dir)) continue;
+    con_->execute(fmt::format(
+        "CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet({}, union_by_name=true, hive_partitioning=false)",
+        duck::quote_ident(view), duck::quote_literal(dir + "/**/*.parquet")));
+    created_views_.insert(view);
+  }
+}
+
+std::string InsightService::input_version(const InsightModel& m) {
+  uint64_t h = fnv1a(1469598103934665603ull, m.sql);
+  for (const auto& d : m.datasets) {
+    h = fnv1a(h, d);
+    for (const auto& [view, dir] : datasets_) {
+      if (view != d) continue;
+      std::vector<std::pair<std::string, uintmax_t>> files;
+      std::error_code ec;
+      fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+      for (; !ec && it != end; it.increment(ec)) {
+        if (it->path().extension() != ".parquet" || !it->is_regular_file(ec)) continue;
+        files.emplace_back(it->path().lexically_relative(dir).string(), it->file_size(ec));
+      }
+      std::sort(files.begin(), files.end());
+      for (const auto& [p, size] : files) h = fnv1a(fnv1a(h, p), std::to_string(size));
+    }
+  }
+  return fmt::format("{:016x}", h);
+}
+
+std::optional<InsightState> InsightService::read_pointer(const std::string& name) {
+  fs::path p = fs::path(insights_dir()) / name / "current.json";
+  std::error_code ec;
+  if (!fs::exists(p, ec)) return std::nullopt;
+  try {
+    json::object o = json::parse(slurp(p)).as_object();
+    InsightState s;
+    s.file = json::value_to<std::string>(o.at("file"));
+    s.rows = o.at("rows").to_number<int64_t>();
+    s.refreshed_us = o.at("refreshed_us").to_number<int64_t>();
+    s.data_through_us = o.at("data_through_us").to_number<int64_t>();
+    s.version = json::value_to<std::string>(o.at("version"));
+    for (const auto& c : o.at("columns").as_array())
+      s.columns.push_back({json::value_to<std::string>(c.at("name")), json::value_to<std::string>(c.at("type"))});
+    if (!fs::exists(fs::path(insights_dir()) / name / s.file, ec)) return std::nullopt;
+    return s;
+  } catch (const std::exception& e) {
+    // A damaged pointer is rewritten by the next refresh; until then the model reads as missing.
+    spdlog::warn("insight {}: unreadable current.json: {}", name, e.what());
+    return std::nullopt;
+  }
+}
+
+bool InsightService::refresh(const std::string& name, bool force) {
+  const InsightModel* m = model(name);
+  if (!m) throw InsightError("no such insight: " + name);
+  std::lock_guard lk(duck_mu_);
+  try {
+    ensure_views();
+    for (const auto& d : m->datasets)
+      if (!created_views_.count(d)) return false;  // an input has no data yet: nothing to compute
+    std::string version = input_version(*m);
+    auto current = read_pointer(name);
+    if (!force && current && current->version == version) return false;
+
+    // The model must be one SELECT: a file under sources/ must not be able to run anything else.
+    {
+      duckdb_prepared_statement p = nullptr;
+      bool ok = duckdb_prepare(con_->raw(), m->sql.c_str(), &p) == DuckDBSuccess;
+      std::string err = ok ? "" : (duckdb_prepare_error(p) ? duckdb_prepare_error(p) : "prepare failed");
+      bool select = ok && duckdb_prepared_statement_type(p) == DUCKDB_STATEMENT_TYPE_SELECT;
+      duckdb_destroy_prepare(&p);
+      if (!ok) throw InsightError(fmt::format("insight {} ({}): {}", name, m->file.string(), err));
+      if (!select) throw InsightError(fmt::format("insight {} ({}): the SQL must be a single SELECT", name, m->file.string()));
+    }
+
+    const fs::path dir = fs::path(insights_dir()) / name;
+    fs::create_directories(dir);
+    const std::string file = name + "-" + version + ".parquet";
+    const fs::path staged = fs::path(root_) / "_staging" / ("insight-" + file);
+    auto copied = con_->query(fmt::format("COPY ({}) TO {} (FORMAT parquet, COMPRESSION zstd)", m->sql,
+                                          duck::quote_literal(staged.string())));
+    InsightState s;
+    s.rows = copied.row_count() ? copied.int64(0, 0) : 0;
+    fsync_file(staged);
+    fs::rename(staged, dir / file);
+
+    auto desc = con_->query("DESCRIBE SELECT * FROM read_parquet(" + duck::quote_literal((dir / file).string()) + ")");
+    for (std::size_t r = 0; r < desc.row_count(); ++r)
+      s.columns.push_back({desc.text(0, r).value_or(""), desc.text(1, r).value_or("")});
+    for (const auto& d : m->datasets) {
+      // Datasets written by the curator carry _ingested_at; one that does not simply adds nothing.
+      try {
+        auto r = con_->query("SELECT epoch_us(max(_ingested_at)) FROM " + duck::quote_ident(d));
+        if (r.row_count() && !r.is_null(0, 0)) s.data_through_us = std::max(s.data_through_us, r.int64(0, 0));
+      } catch (const duck::Error&) {
+      }
+    }
+    s.file = file;
+    s.version = version;
+    s.refreshed_us = now_us();
+
+    json::array cols;
+    for (const auto& c : s.columns) cols.push_back(json::object{{"name", c.name}, {"type", c.type}});
+    json::object ptr{{"file", s.file},
+                     {"rows", s.rows},
+                     {"refreshed_us", s.refreshed_us},
+                     {"refreshed_at", iso_utc(s.refreshed_us)},
+                     {"data_through_us", s.data_through_us},
+                     {"data_through", s.data_through_us ? json::value(iso_utc(s.data_through_us)) : json::value(nullptr)},
+                     {"version", s.version},
+                     {"columns", std::move(cols)}};
+    atomic_write(fs::path(root_) / "_staging", dir / "current.json", json::serialize(ptr));
+
+    // Keep the new file and the one current.json named before: a reader that read the old pointer
+    // an instant ago still finds its file. Everything older goes.
+    std::string previous = current ? current->file : "";
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      std::string fn = e.path().filename().string();
+      if (e.path().extension() == ".parquet" && fn != file && fn != previous) fs::remove(e.path(), ec);
+    }
+    {
+      std::lock_guard sl(state_mu_);
+      errors_.erase(name);
+    }
+    spdlog::debug("insight {}: {} rows -> {}", name, s.rows, file);
+    return true;
+  } catch (const duck::Error& e) {
+    std::string msg = fmt::format("insight {}: {}", name, e.what());
+    std::lock_guard sl(state_mu_);
+    errors_[name] = msg;
+    throw InsightError(msg);
+  } catch (const fs::filesystem_error& e) {
+    std::string msg = fmt::format("insight {}: {}", name, e.what());
+    std::lock_guard sl(state_mu_);
+    errors_[name] = msg;
+    throw InsightError(msg);
+  } catch (const InsightError& e) {
+    std::lock_guard sl(state_mu_);
+    errors_[name] = e.what();
+    throw;
+  }
+}
+
+std::vector<InsightInfo> InsightService::list() {
+  std::vector<InsightInfo> out;
+  for (const auto& m : models_) {
+    InsightInfo info{&m, std::nullopt, ""};
+    {
+      std::lock_guard lk(duck_mu_);
+      info.state = read_pointer(m.name);
+    }
+    std::lock_guard sl(state_mu_);
+    if (auto it = errors_.find(m.name); it != errors_.end()) info.last_error = it->second;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+std::optional<InsightState> InsightService::state(const std::string& name) {
+  if (!model(name)) return std::nullopt;
+  std::lock_guard lk(duck_mu_);
+  return read_pointer(name);
+}
+
+std::optional<RenderedInsight> InsightService::render(const std::string& name, const std::string& format) {
+  if (format != "json" && format != "csv" && format != "parquet")
+    throw std::invalid_argument("format must be json, csv or parquet, got '" + format + "'");
+  if (!model(name)) return std::nullopt;
+  // Under duck_mu_ the current file cannot be replaced mid-read, so pointer and bytes agree.
+  std::lock_guard lk(duck_mu_);
+  auto s = read_pointer(name);
+  if (!s) return std::nullopt;
+  const std::string key = name + "\n" + format;
+  if (auto it = cache_.find(key); it != cache_.end() && it->second.state.file == s->file &&
+                                  it->second.state.refreshed_us == s->refreshed_us)
+    return it->second;
+  const fs::path file = fs::path(insights_dir()) / name / s->file;
+  RenderedInsight out;
+  out.state = *s;
+  try {
+    if (format == "parquet") {
+      out.content_type = "application/vnd.apache.parquet";
+      out.body = slurp(file);
+    } else if (format == "json") {
+      out.content_type = "application/json";
+      // DuckDB's own to_json keeps numbers numbers and renders dates/timestamps as ISO strings.
+      auto r = con_->query("SELECT CAST(to_json(t) AS VARCHAR) FROM read_parquet(" +
+                           duck::quote_literal(file.string()) + ") t");
+      json::array cols;
+      for (const auto& c : s->columns) cols.push_back(json::object{{"name", c.name}, {"type", c.type}});
+      json::object head{{"name", name},
+                        {"refreshed_at", iso_utc(s->refreshed_us)},
+                        {"data_through", s->data_through_us ? json::value(iso_utc(s->data_through_us)) : json::value(nullptr)},
+                        {"columns", std::move(cols)}};
+      std::string h = json::serialize(head);
+      h.pop_back();  // splice the rows in without re-parsing each row
+      out.body = h + ",\"rows\":[";
+      for (std::size_t i = 0; i < r.row_count(); ++i) {
+        if (i) out.body += ',';
+        out.body += r.text(0, i).value_or("null");
+      }
+      out.body += "]}";
+    } else {
+      out.content_type = "text/csv; charset=utf-8";
+      auto r = con_->query("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM read_parquet(" +
+                           duck::quote_literal(file.string()) + ")");
+      for (std::size_t c = 0; c < s->columns.size(); ++c)
+        out.body += (c ? "," : "") + csv_field(s->columns[c].name);
+      out.body += "\r\n";
+      for (std::size_t i = 0; i < r.row_count(); ++i) {
+        for (std::size_t c = 0; c < r.column_count(); ++c) out.body += (c ? "," : "") + csv_field(r.text(c, i));
+        out.body += "\r\n";
+      }
+    }
+  } catch (const duck::Error& e) {
+    throw InsightError(fmt::format("insight {}: cannot render {}: {}", name, format, e.what()));
+  }
+  cache_[key] = out;
+  return out;
+}
+
+void InsightService::notify_batch(const std::vector<std::string>& datasets) {
+  bool any = false;
+  {
+    std::lock_guard lk(loop_mu_);
+    for (const auto& m : models_) {
+      if (!m.after_batch) continue;
+      for (const auto& d : m.datasets)
+        if (std::find(datasets.begin(), datasets.end(), d) != datasets.end()) {
+          dirty_.insert(m.name);
+          any = true;
+        }
+    }
+  }
+  if (any) loop_cv_.notify_all();
+}
+
+void InsightService::start() {
+  std::lock_guard lk(loop_mu_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  for (const auto& m : models_) dirty_.insert(m.name);  // whatever the lake holds now
+  thread_ = std::thread([this] { loop(); });
+}
+
+void InsightService::stop() {
+  {
+    std::lock_guard lk(loop_mu_);
+    stopping_ = true;
+  }
+  loop_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void InsightService::loop() {
+  using clock = std::chrono::steady_clock;
+  std::map<std::string, clock::time_point> due;
+  for (const auto& m : models_)
+    if (m.every.count() > 0) due[m.name] = clock::now() + m.every;
+  std::unique_lock lk(loop_mu_);
+  while (!stopping_) {
+    auto next = clock::now() + std::chrono::hours(1);
+    for (const auto& [n, t] : due) next = std::min(next, t);
+    loop_cv_.wait_until(lk, next, [this] { return stopping_ || !dirty_.empty(); });
+    if (stopping_) break;
+    for (auto& [n, t] : due) {
+      if (t <= clock::now()) {
+        dirty_.insert(n);
+        t = clock::now() + model(n)->every;
+      }
+    }
+    if (dirty_.empty()) continue;
+    // A batch commits its files one by one; a short pause lets one refresh cover all of them.
+    loop_cv_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stopping_; });
+    if (stopping_) break;
+    std::set<std::string> work;
+    work.swap(dirty_);
+    lk.unlock();
+    for (const auto& n : work) {
+      try {
+        refresh(n);
+      } catch (const std::exception& e) {
+        spdlog::warn("{}", e.what());  // kept in errors_ and shown by GET /v1/insights
+      }
+    }
+    lk.lock();
+  }
+}
+
+}  // namespace apilake

@@ -1,0 +1,146 @@
+// Insight models: SQL files next to the source definitions (sources/<source>/insights/<name>.sql)
+// materialised by DuckDB as Parquet under DATA/insights/<name>/.
+//
+// A model file starts with a header of SQL comments, then one SELECT over the dataset views
+// (<source>_<endpoint>, the same views POST /v1/query sees):
+//   -- name: bcb_sgs_monthly            (required; [a-z0-9_]+, unique; defaults to the file stem)
+//   -- description: Monthly mean ...    (required)
+//   -- datasets: bcb_sgs_series         (required; comma-separated views the SELECT reads)
+//   -- refresh: after_batch | every 60s (default after_batch: after each curated batch of a dataset)
+//
+// Atomic replace, "current pointer" style: a refresh writes <name>-<version>.parquet in the lake's
+// staging dir, renames it into DATA/insights/<name>/, then atomically replaces current.json (the
+// pointer: file, rows, columns, refreshed_at, data_through), then removes files older than the
+// previous one. A reader that follows current.json always finds one complete file (the previous file
+// is kept for a whole refresh cycle). <version> is a hash of the SQL and the input files (path, size):
+// a refresh with unchanged inputs writes nothing.
+// data_through = max(_ingested_at) over the model's datasets (the time of the data it covers).
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "definition/definition.h"
+#include "duck/duck.h"
+
+namespace apilake {
+
+// A model file that cannot be loaded: what() is "FILE:LINE: message".
+struct InsightError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct InsightModel {
+  std::string name;
+  std::string description;
+  std::vector<std::string> datasets;     // view names the SQL reads
+  bool after_batch = true;               // refresh after each curated batch of one of `datasets`
+  std::chrono::seconds every{0};         // > 0: (also) refresh on this period
+  std::string sql;                       // the SELECT (header comments stripped)
+  std::filesystem::path file;
+};
+
+// Parses one model file's text. known_datasets: every view name the sources declare (an unknown one
+// in `datasets` is an error). Throws InsightError naming file and line.
+InsightModel parse_model(const std::string& text, const std::filesystem::path& file,
+                         const std::set<std::string>& known_datasets);
+// Loads <source.dir>/insights/*.sql of every source (sorted); throws InsightError on the first bad
+// file or a duplicate name.
+std::vector<InsightModel> load_models(const std::vector<Source>& sources);
+
+struct InsightColumn {
+  std::string name;
+  std::string type;   // DuckDB type name
+};
+
+// What current.json says about a model's materialisation.
+struct InsightState {
+  std::string file;              // file name inside DATA/insights/<name>/ (also the ETag)
+  int64_t rows = 0;
+  std::vector<InsightColumn> columns;
+  int64_t refreshed_us = 0;      // when the file was written
+  int64_t data_through_us = 0;   // max(_ingested_at) of the inputs; 0 = unknown
+  std::string version;
+};
+
+struct InsightInfo {
+  const InsightModel* model;
+  std::optional<InsightState> state;   // nullopt: never materialised (no input data yet)
+  std::string last_error;              // of the latest refresh attempt ("" = fine)
+};
+
+struct RenderedInsight {
+  std::string body;
+  std::string content_type;
+  InsightState state;
+};
+
+class InsightService {
+ public:
+  // lake_root: absolute local lake directory. Opens its own DuckDB database, locked down like
+  // QueryService (reads only inside the lake). Throws InsightError when DuckDB cannot be set up.
+  InsightService(std::string lake_root, const std::vector<Source>& sources, std::vector<InsightModel> models);
+  ~InsightService();   // stops the refresher
+
+  const std::vector<InsightModel>& models() const { return models_; }
+  const InsightModel* model(const std::string& name) const;
+
+  // Materialises `name` if its inputs changed since the current file (or force). Returns true when
+  // a new file was written; false when nothing changed or no input has data yet. Throws
+  // InsightError (the current file stays as it was).
+  bool refresh(const std::string& name, bool force = false);
+
+  std::vector<InsightInfo> list();
+  std::optional<InsightState> state(const std::string& name);
+  // The current file as "parquet", "json" ({name, refreshed_at, data_through, columns, rows:[{..}]})
+  // or "csv" (header line, RFC 4180 quoting). nullopt when not materialised yet. Throws
+  // std::invalid_argument for another format.
+  std::optional<RenderedInsight> render(const std::string& name, const std::string& format);
+
+  // Refresher: a thread refreshing after_batch models shortly after notify_batch() names one of
+  // their datasets (a short debounce gathers a batch's files), periodic ones on their period, and
+  // everything once at start.
+  void notify_batch(const std::vector<std::string>& datasets);
+  void start();
+  void stop();
+
+  std::string insights_dir() const { return root_ + "/insights"; }
+
+ private:
+  void loop();
+  void ensure_views();   // caller holds duck_mu_
+  std::string input_version(const InsightModel& m);
+  std::optional<InsightState> read_pointer(const std::string& name);
+
+  std::string root_;
+  std::vector<InsightModel> models_;
+  std::vector<std::pair<std::string, std::string>> datasets_;   // view name, curated dir
+  std::set<std::string> created_views_;
+  std::unique_ptr<duck::Database> db_;
+  std::unique_ptr<duck::Connection> con_;
+  std::mutex duck_mu_;        // DuckDB work and file replacement
+  std::mutex state_mu_;
+  std::map<std::string, std::string> errors_;
+  std::map<std::string, RenderedInsight> cache_;   // key: name + "\n" + format
+
+  std::mutex loop_mu_;
+  std::condition_variable loop_cv_;
+  std::set<std::string> dirty_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Time helpers shared by the insight/ and dataset serving: RFC 3339 UTC with microseconds.
+std::string iso_utc(int64_t us);
+
+}  // namespace apilake
