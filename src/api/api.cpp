@@ -1,5 +1,7 @@
 #include "api/api.h"
 
+#include "api/openapi.h"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
@@ -114,6 +116,7 @@ Api::Api(ApiDeps deps) : deps_(std::move(deps)) {
     sources.push_back(json::object{{"name", s.name}, {"description", s.description}, {"endpoints", std::move(endpoints)}});
   }
   sources_json_ = json::serialize(json::object{{"sources", std::move(sources)}});
+  openapi_json_ = openapi_document(*deps_.sources, deps_.insights ? deps_.insights->models() : std::vector<InsightModel>{});
 }
 
 bool Api::authorized(const ServerRequest& request) const {
@@ -174,6 +177,9 @@ ServerResponse Api::handle(const ServerRequest& request) {
     if (!authorized(request)) return unauthorized();
     return query(request);
   }
+  if (auto r = deadletter_route(request, deps_.deadletters, authorized(request))) return *r;
+  if (auto r = insight_docs_metrics(request)) return *r;
+  if (auto r = pubsub_push_route(request, deps_.push)) return *r;
   return problem(404, "Not Found", "no route for " + method + " " + path);
 }
 
@@ -224,6 +230,16 @@ ServerResponse Api::create_extraction(const ServerRequest& request) {
         case json::kind::double_: given[key] = json::serialize(v); break;
         case json::kind::bool_: given[key] = v.as_bool() ? "true" : "false"; break;
         case json::kind::null: break;  // same as absent
+        case json::kind::array: {  // a list parameter: items joined by commas, as validate_params takes them
+          std::string joined;
+          for (const auto& item : v.as_array()) {
+            if (item.is_string()) joined += (joined.empty() ? "" : ",") + std::string(item.as_string());
+            else if (item.is_number() || item.is_bool()) joined += (joined.empty() ? "" : ",") + json::serialize(item);
+            else return problem(400, "Bad Request", "items of parameter '" + key + "' must be strings or numbers");
+          }
+          given[key] = std::move(joined);
+          break;
+        }
         default:
           return problem(400, "Bad Request", "parameter '" + key + "' must be a string, number or boolean");
       }
@@ -234,6 +250,27 @@ ServerResponse Api::create_extraction(const ServerRequest& request) {
     params = validate_params(*endpoint, given);
   } catch (const ParamError& e) {
     return problem(400, "Bad Request", e.what());
+  }
+  // "incremental": true starts from the highest cursor value a previous successful extraction
+  // fetched for the same other params (no state yet: the params as given, i.e. a full run).
+  std::optional<std::string> incremental_from;
+  if (auto* inc = body->if_contains("incremental"); inc && !inc->is_null()) {
+    if (!inc->is_bool()) return problem(400, "Bad Request", "\"incremental\" must be true or false");
+    if (inc->as_bool()) {
+      if (!endpoint->incremental)
+        return problem(400, "Bad Request",
+                       "endpoint '" + source->name + "." + endpoint->name + "' declares no incremental cursor");
+      if (auto stored = deps_.store->incremental_state(source->name, endpoint->name,
+                                                       incremental_key(*endpoint, params))) {
+        auto v = incremental_param_value(*endpoint, *stored);
+        if (!v)
+          return problem(409, "Conflict",
+                         "the stored incremental cursor '" + *stored + "' is not a valid value for parameter '" +
+                             endpoint->incremental->param + "'");
+        params[endpoint->incremental->param] = *v;
+        incremental_from = *v;
+      }
+    }
   }
 
   Extraction ex;
@@ -248,7 +285,9 @@ ServerResponse Api::create_extraction(const ServerRequest& request) {
   if (!deps_.extractions->submit(ex))
     return problem(503, "Service Unavailable", "too many queued extractions; retry later");
 
-  auto r = json_response(202, json::object{{"id", ex.id}, {"status", "queued"}});
+  json::object accepted{{"id", ex.id}, {"status", "queued"}};
+  if (incremental_from) accepted["incremental_from"] = *incremental_from;
+  auto r = json_response(202, std::move(accepted));
   r.headers.emplace_back("Location", "/v1/extractions/" + ex.id);
   return r;
 }

@@ -103,6 +103,7 @@ void ExtractionService::run_one(const std::string& id) {
   Params params = validate_params(*endpoint, params_from_json(e->params_json));
   Fetcher fetcher(options_.http, options_.retry);
   const std::string schema_version = std::to_string(endpoint->schema.version);
+  std::optional<std::string> highest;  // incremental endpoints: the highest cursor value fetched
   try {
     int pages = fetcher.run(*source, *endpoint, params, [&](Page&& page) {
       OutMessage m;
@@ -117,11 +118,17 @@ void ExtractionService::run_one(const std::string& id) {
       m.dedup_key = id + ":" + std::to_string(page.number);
       const auto bytes = static_cast<int64_t>(page.body.size());
       const auto records = static_cast<int64_t>(page.records);
+      if (page.max_cursor && (!highest || cursor_less(*highest, *page.max_cursor))) highest = page.max_cursor;
       if (observer_) observer_(id, *endpoint, page);
       m.data = std::move(page.body);
       bus_.publish(options_.topic, {m});
       store_.add_page(id, records, bytes);
     });
+    // Saved only when every page was fetched and published: a failed extraction leaves the state
+    // where it was, so the next incremental run asks for the same range again.
+    if (endpoint->incremental && highest)
+      store_.save_incremental_state(source->name, endpoint->name, incremental_key(*endpoint, params), *highest,
+                                    cursor_less);
     store_.finish(id, true, "");
     spdlog::info("extraction {} ({}.{}) succeeded: {} pages", id, source->name, endpoint->name, pages);
   } catch (const FetchError& ex) {

@@ -87,6 +87,10 @@ ExtractionStore::ExtractionStore(const std::filesystem::path& db_file) {
       " bytes INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created_us INTEGER NOT NULL,"
       " finished_us INTEGER NOT NULL DEFAULT 0)");
   exec("CREATE INDEX IF NOT EXISTS extractions_status ON extractions(status, created_us)");
+  exec(
+      "CREATE TABLE IF NOT EXISTS incremental_state ("
+      " source TEXT NOT NULL, endpoint TEXT NOT NULL, params_key TEXT NOT NULL, value TEXT NOT NULL,"
+      " updated_us INTEGER NOT NULL, PRIMARY KEY (source, endpoint, params_key))");
 }
 
 ExtractionStore::~ExtractionStore() { sqlite3_close(db_); }
@@ -139,6 +143,33 @@ void ExtractionStore::finish(const std::string& id, bool ok, const std::string& 
   std::lock_guard lock(mu_);
   Stmt s(db_, "UPDATE extractions SET status = ?, error = ?, finished_us = ? WHERE id = ?");
   s.bind(1, std::string(ok ? "succeeded" : "failed")).bind(2, error).bind(3, now_us()).bind(4, id).step();
+}
+
+std::optional<std::string> ExtractionStore::incremental_state(const std::string& source, const std::string& endpoint,
+                                                              const std::string& params_key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT value FROM incremental_state WHERE source = ? AND endpoint = ? AND params_key = ?");
+  s.bind(1, source).bind(2, endpoint).bind(3, params_key);
+  if (!s.step()) return std::nullopt;
+  return s.text(0);
+}
+
+void ExtractionStore::save_incremental_state(const std::string& source, const std::string& endpoint,
+                                             const std::string& params_key, const std::string& value,
+                                             const std::function<bool(const std::string&, const std::string&)>& less) {
+  // Read and write under the store's mutex: two extractions finishing together keep the higher.
+  std::lock_guard lock(mu_);
+  {
+    Stmt s(db_, "SELECT value FROM incremental_state WHERE source = ? AND endpoint = ? AND params_key = ?");
+    s.bind(1, source).bind(2, endpoint).bind(3, params_key);
+    if (s.step() && !less(s.text(0), value)) return;
+  }
+  Stmt s(db_,
+         "INSERT INTO incremental_state (source, endpoint, params_key, value, updated_us) VALUES (?, ?, ?, ?, ?)"
+         " ON CONFLICT (source, endpoint, params_key) DO UPDATE SET value = excluded.value,"
+         " updated_us = excluded.updated_us");
+  s.bind(1, source).bind(2, endpoint).bind(3, params_key).bind(4, value).bind(5, now_us());
+  s.step();
 }
 
 std::vector<Extraction> ExtractionStore::unfinished() {

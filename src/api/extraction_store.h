@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -43,6 +44,15 @@ class ExtractionStore {
   void reset_progress(const std::string& id);
   void finish(const std::string& id, bool ok, const std::string& error);
   std::vector<Extraction> unfinished();             // queued or running, oldest first
+
+  // Incremental state: the highest cursor value fetched by a successful extraction, per (source,
+  // endpoint, params key — the params except the incremental one). Survives restarts.
+  std::optional<std::string> incremental_state(const std::string& source, const std::string& endpoint,
+                                               const std::string& params_key);
+  // Stores `value` unless the stored one is not less than it (`less` orders cursor values).
+  void save_incremental_state(const std::string& source, const std::string& endpoint,
+                              const std::string& params_key, const std::string& value,
+                              const std::function<bool(const std::string&, const std::string&)>& less);
 
  private:
   void exec(const std::string& sql);

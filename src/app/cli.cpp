@@ -58,6 +58,8 @@ int run_cli(int argc, char** argv) {
   register_sources(app, config, commands);
   register_query(app, config, commands);
   register_replay(app, config, commands);
+  register_deadletters(app, config, commands);
+  register_compact(app, config, commands);
   register_extract(app, config, commands);
   register_bigquery(app, config, commands);
 

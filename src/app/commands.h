@@ -20,6 +20,8 @@ void register_up(CLI::App& app, Config& config, Commands& out);
 void register_sources(CLI::App& app, Config& config, Commands& out);
 void register_query(CLI::App& app, Config& config, Commands& out);
 void register_replay(CLI::App& app, Config& config, Commands& out);
+void register_deadletters(CLI::App& app, Config& config, Commands& out);
+void register_compact(CLI::App& app, Config& config, Commands& out);
 void register_extract(CLI::App& app, Config& config, Commands& out);  // cmd_extract.cpp
 void register_bigquery(CLI::App& app, Config& config, Commands& out);  // cmd_bigquery.cpp
 

@@ -18,6 +18,7 @@
 #include "bus/fault.h"
 #include "bus/sqlite_bus.h"
 #include "curate/curator.h"
+#include "curate/deadletters.h"
 #include "definition/definition.h"
 #include "duck/duck.h"
 #include "insight/query.h"
@@ -40,6 +41,7 @@ struct EmbeddedPipeline::Impl {
   std::unique_ptr<duck::Database> curate_db;
   std::unique_ptr<Archiver> archiver;
   std::unique_ptr<Curator> curator;
+  std::unique_ptr<DeadLetters> deadletters;  // /v1/deadletters (replays with the definitions loaded at start)
   std::unique_ptr<Consumer> archive_consumer;
   std::unique_ptr<Consumer> curate_consumer;
   std::unique_ptr<ExtractionService> extractions;
@@ -112,6 +114,8 @@ EmbeddedPipeline::EmbeddedPipeline(Config config) : impl_(std::make_unique<Impl>
   m.query = std::make_unique<QueryService>(m.lake->local_root(), m.sources, qo);
 
   ApiDeps deps{&m.sources, m.store.get(), m.extractions.get(), m.bus.get(), m.query.get(), c.api_keys};
+  m.deadletters = std::make_unique<DeadLetters>(m.sources, *m.lake, *m.curate_db);
+  deps.deadletters = m.deadletters.get();
   m.api = std::make_unique<Api>(deps);
   ServerOptions so;
   so.host = c.host;

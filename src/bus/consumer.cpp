@@ -151,16 +151,35 @@ void Consumer::extend_if_due() {
 std::size_t Consumer::flush() {
   std::vector<Message> messages = std::move(held_);
   held_.clear();
+  return settle(std::move(messages), false);
+}
 
+void Consumer::process(const std::vector<Message>& messages) {
+  std::lock_guard lock(process_mu_);
+  if (recover_due_) recover();
+  std::vector<Message> fresh;
+  for (const auto& m : messages)
+    if (!ledger_.seen(options_.consumer, m.id)) fresh.push_back(m);
+  if (fresh.empty()) return;  // a redelivery of something already in the ledger
+  const std::size_t n = fresh.size();
+  if (settle(std::move(fresh), true) != n)
+    throw std::runtime_error(fmt::format("{}: pushed batch not committed yet", options_.consumer));
+}
+
+// Steps 1–4 of the ledger protocol for one batch. Pulled batches (pushed = false) are nacked on a
+// failure before prepare; pushed ones have nothing to nack: the exception goes to the sender.
+std::size_t Consumer::settle(std::vector<Message> messages, bool pushed) {
   PreparedBatch batch;
   try {
     batch = handler_.stage(messages);
   } catch (const std::exception& e) {
+    if (pushed) throw;
     spdlog::warn("{}: staging a batch of {} messages failed, nacking them: {}", options_.consumer, messages.size(),
                  e.what());
     bus_.nack(options_.subscription, ack_ids_of(messages));
     return 0;
   } catch (...) {
+    if (pushed) throw;
     spdlog::warn("{}: staging a batch of {} messages failed (unknown exception), nacking them", options_.consumer,
                  messages.size());
     bus_.nack(options_.subscription, ack_ids_of(messages));
@@ -189,7 +208,7 @@ std::size_t Consumer::flush() {
     std::vector<std::string> left_out;
     for (const auto& m : messages)
       if (!in_batch.count(m.id)) left_out.push_back(m.ack_id);
-    if (!left_out.empty()) bus_.nack(options_.subscription, left_out);
+    if (!left_out.empty() && !pushed) bus_.nack(options_.subscription, left_out);
   }
   if (batch.message_ids.empty()) return 0;
   if (batch.batch_id.empty())
@@ -214,6 +233,7 @@ std::size_t Consumer::flush() {
     // messages come back.
     spdlog::error("{}: preparing batch {} failed, nacking its messages: {}", options_.consumer, batch.batch_id, e.what());
     remove_staged(batch);
+    if (pushed) throw;
     bus_.nack(options_.subscription, ack_ids_of(messages));
     return 0;
   }

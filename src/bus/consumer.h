@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,11 +46,16 @@ class Consumer {
   void stop();                 // flushes nothing: unacked messages come back on restart
   // Runs one pull/flush step synchronously (tests); returns messages committed.
   std::size_t run_once(bool force_flush);
+  // Push mode (bus/push.h): runs messages that arrived without a pull through the same commit path
+  // (seen → skip; stage, prepare, move, commit). Returns once they are durably committed (or were
+  // already); throws when they are not, so the sender redelivers. Nothing is nacked. Serialised.
+  void process(const std::vector<Message>& messages);
 
  private:
   void loop();
   std::size_t step(bool force_flush, bool& pulled_any);
   std::size_t flush();
+  std::size_t settle(std::vector<Message> messages, bool pushed);
   void extend_if_due();
   Bus& bus_;
   Ledger& ledger_;
@@ -60,6 +66,7 @@ class Consumer {
   std::chrono::steady_clock::time_point oldest_{};
   std::chrono::steady_clock::time_point extended_{};  // last lease extension of held_
   bool recover_due_ = false;  // a batch was left pending: roll it forward before the next step
+  std::mutex process_mu_;   // process() callers (HTTP threads) one at a time
   std::atomic<bool> running_{false};
   std::thread thread_;
 };

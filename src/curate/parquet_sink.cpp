@@ -11,31 +11,37 @@ namespace apilake {
 
 namespace {
 
-duckdb_type duck_type(FieldType t) {
-  switch (t) {
-    case FieldType::String: return DUCKDB_TYPE_VARCHAR;
-    case FieldType::Int64: return DUCKDB_TYPE_BIGINT;
-    case FieldType::Double: return DUCKDB_TYPE_DOUBLE;
-    case FieldType::Bool: return DUCKDB_TYPE_BOOLEAN;
-    case FieldType::Date: return DUCKDB_TYPE_DATE;
-    // TIMESTAMPTZ is UTC microseconds in DuckDB and is written to Parquet as
-    // TIMESTAMP(isAdjustedToUTC=true, MICROS), which every reader accepts.
-    case FieldType::Timestamp: return DUCKDB_TYPE_TIMESTAMP_TZ;
-  }
-  throw duck::Error("unknown field type");
-}
-
-const char* sql_type(FieldType t) {
+// The SQL type of a column (or of a struct member / list element, given as a FieldSpec).
+std::string sql_type(FieldType t, const FieldSpec& spec) {
   switch (t) {
     case FieldType::String: return "VARCHAR";
+    case FieldType::Enum: return "VARCHAR";
     case FieldType::Int64: return "BIGINT";
     case FieldType::Double: return "DOUBLE";
     case FieldType::Bool: return "BOOLEAN";
     case FieldType::Date: return "DATE";
+    // TIMESTAMPTZ is UTC microseconds in DuckDB and is written to Parquet as
+    // TIMESTAMP(isAdjustedToUTC=true, MICROS), which every reader accepts.
     case FieldType::Timestamp: return "TIMESTAMP WITH TIME ZONE";
+    // Parquet DECIMAL(p,s); DuckDB stores it as int16/32/64/128 by precision.
+    case FieldType::Decimal: return fmt::format("DECIMAL({},{})", spec.precision, spec.scale);
+    case FieldType::Struct: {
+      if (spec.fields.empty()) throw duck::Error("a struct column needs fields");
+      std::string out = "STRUCT(";
+      for (std::size_t i = 0; i < spec.fields.size(); ++i) {
+        if (i) out += ", ";
+        out += duck::quote_ident(spec.fields[i].name) + " " + sql_type(spec.fields[i].type, spec.fields[i]);
+      }
+      return out + ")";
+    }
+    case FieldType::List:
+      if (spec.items.size() != 1) throw duck::Error("a list column needs one items spec");
+      return sql_type(spec.items[0].type, spec.items[0]) + "[]";
   }
   throw duck::Error("unknown field type");
 }
+
+std::string sql_type(const Column& c) { return sql_type(c.type, c.spec); }
 
 const char* value_kind(const Value& v) {
   switch (v.index()) {
@@ -46,6 +52,9 @@ const char* value_kind(const Value& v) {
     case 4: return "bool";
     case 5: return "date";
     case 6: return "timestamp";
+    case 7: return "decimal";
+    case 8: return "struct";
+    case 9: return "list";
   }
   return "?";
 }
@@ -91,52 +100,117 @@ struct DropTable {
 };
 
 template <typename T>
-const T& expect(const Value& v, const Column& col, std::size_t row) {
+const T& expect(const Value& v, const std::string& where, FieldType t, const FieldSpec& spec) {
   if (const T* p = std::get_if<T>(&v)) return *p;
-  throw duck::Error(fmt::format("row {}: column '{}' is {} but holds a {} value", row, col.name,
-                                sql_type(col.type), value_kind(v)));
+  throw duck::Error(fmt::format("{} is {} but holds a {} value", where, sql_type(t, spec), value_kind(v)));
+}
+
+// Writes values[0, n) into vec at rows [offset, offset + n). Recursive for struct members and list
+// elements (their child vectors), which is how DuckDB's C API exposes nested data.
+constexpr std::size_t kElement = static_cast<std::size_t>(-1);
+
+void fill_vector(duckdb_vector vec, FieldType type, const FieldSpec& spec, const Value* const* values,
+                 std::size_t n, std::size_t offset, const std::string& where, std::size_t row_base) {
+  duckdb_vector_ensure_validity_writable(vec);
+  uint64_t* validity = duckdb_vector_get_validity(vec);
+  void* data = duckdb_vector_get_data(vec);
+  // Top level: "row R: column 'c'"; inside a list: "column 'c'[] element E".
+  auto where_at = [&](std::size_t i) {
+    return row_base == kElement ? fmt::format("{} element {}", where, offset + i)
+                                : fmt::format("row {}: {}", row_base + i, where);
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const Value& v = *values[i];
+    const std::size_t at = offset + i;
+    if (std::holds_alternative<std::monostate>(v)) {
+      duckdb_validity_set_row_invalid(validity, at);
+      continue;
+    }
+    duckdb_validity_set_row_valid(validity, at);
+    switch (type) {
+      case FieldType::String:
+      case FieldType::Enum: {
+        const std::string& s = expect<std::string>(v, where_at(i), type, spec);
+        duckdb_vector_assign_string_element_len(vec, at, s.data(), s.size());
+        break;
+      }
+      case FieldType::Int64: static_cast<int64_t*>(data)[at] = EXPECT_AT_(int64_t); break;
+      case FieldType::Double: static_cast<double*>(data)[at] = expect<double>(v, where_at(i), type, spec); break;
+      case FieldType::Bool: static_cast<bool*>(data)[at] = expect<bool>(v, where_at(i), type, spec); break;
+      case FieldType::Date:
+        static_cast<duckdb_date*>(data)[at] = duckdb_date{expect<DateDays>(v, where_at(i), type, spec).days};
+        break;
+      case FieldType::Timestamp:
+        static_cast<duckdb_timestamp*>(data)[at] = duckdb_timestamp{expect<TimestampUs>(v, where_at(i), type, spec).micros};
+        break;
+      case FieldType::Decimal: {
+        const Decimal& d = expect<Decimal>(v, where_at(i), type, spec);
+        if (d.scale != spec.scale)
+          throw duck::Error(fmt::format("{}: decimal of scale {} in a DECIMAL({},{}) column", where_at(i), d.scale,
+                                        spec.precision, spec.scale));
+        // The physical width follows the precision, as DuckDB lays DECIMAL out.
+        if (spec.precision <= 4) static_cast<int16_t*>(data)[at] = static_cast<int16_t>(d.unscaled);
+        else if (spec.precision <= 9) static_cast<int32_t*>(data)[at] = static_cast<int32_t>(d.unscaled);
+        else if (spec.precision <= 18) static_cast<int64_t*>(data)[at] = static_cast<int64_t>(d.unscaled);
+        else {
+          const auto u = static_cast<UInt128>(d.unscaled);
+          static_cast<duckdb_hugeint*>(data)[at] =
+              duckdb_hugeint{static_cast<uint64_t>(u), static_cast<int64_t>(static_cast<uint64_t>(u >> 64))};
+        }
+        break;
+      }
+      case FieldType::Struct:
+      case FieldType::List:
+        break;  // below, column-wise
+    }
+  }
+  if (type == FieldType::Struct) {
+    static const Value kNull{};
+    for (std::size_t k = 0; k < spec.fields.size(); ++k) {
+      std::vector<const Value*> member(n, &kNull);  // a NULL struct has NULL members
+      for (std::size_t i = 0; i < n; ++i) {
+        if (std::holds_alternative<std::monostate>(*values[i])) continue;
+        const StructValue& sv = expect<StructValue>(*values[i], where_at(i), type, spec);
+        if (sv.fields.size() != spec.fields.size())
+          throw duck::Error(fmt::format("{}: struct value has {} members for {} fields", where_at(i), sv.fields.size(),
+                                        spec.fields.size()));
+        member[i] = &sv.fields[k];
+      }
+      fill_vector(duckdb_struct_vector_get_child(vec, k), spec.fields[k].type, spec.fields[k], member.data(), n,
+                  offset, where + "." + spec.fields[k].name, row_base);
+    }
+  } else if (type == FieldType::List) {
+    const FieldSpec& item = spec.items.at(0);
+    auto* entries = static_cast<duckdb_list_entry*>(data);
+    std::vector<const Value*> elements;
+    const idx_t base = duckdb_list_vector_get_size(vec);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (std::holds_alternative<std::monostate>(*values[i])) {
+        entries[offset + i] = duckdb_list_entry{base + elements.size(), 0};
+        continue;
+      }
+      const ListValue& lv = expect<ListValue>(*values[i], where_at(i), type, spec);
+      entries[offset + i] = duckdb_list_entry{base + elements.size(), lv.items.size()};
+      for (const Value& x : lv.items) elements.push_back(&x);
+    }
+    if (duckdb_list_vector_reserve(vec, base + elements.size()) == DuckDBError)
+      throw duck::Error(where + ": cannot reserve list space");
+    fill_vector(duckdb_list_vector_get_child(vec), item.type, item, elements.data(), elements.size(), base,
+                where + "[]", kElement);
+    if (duckdb_list_vector_set_size(vec, base + elements.size()) == DuckDBError)
+      throw duck::Error(where + ": cannot set list size");
+  }
 }
 
 // Writes rows [begin, begin + n) into the chunk's vectors directly (the fast path of the appender).
 void fill(duckdb_data_chunk chunk, const std::vector<Column>& columns, const std::vector<Row>& rows,
           std::size_t begin, std::size_t n) {
+  std::vector<const Value*> values(n);
   for (std::size_t c = 0; c < columns.size(); ++c) {
-    const Column& col = columns[c];
-    duckdb_vector vec = duckdb_data_chunk_get_vector(chunk, c);
-    duckdb_vector_ensure_validity_writable(vec);
-    uint64_t* validity = duckdb_vector_get_validity(vec);
-    void* data = duckdb_vector_get_data(vec);
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t r = begin + i;
-      const Value& v = rows[r][c];
-      if (std::holds_alternative<std::monostate>(v)) {
-        duckdb_validity_set_row_invalid(validity, i);
-        continue;
-      }
-      duckdb_validity_set_row_valid(validity, i);
-      switch (col.type) {
-        case FieldType::String: {
-          const std::string& s = expect<std::string>(v, col, r);
-          duckdb_vector_assign_string_element_len(vec, i, s.data(), s.size());
-          break;
-        }
-        case FieldType::Int64:
-          static_cast<int64_t*>(data)[i] = expect<int64_t>(v, col, r);
-          break;
-        case FieldType::Double:
-          static_cast<double*>(data)[i] = expect<double>(v, col, r);
-          break;
-        case FieldType::Bool:
-          static_cast<bool*>(data)[i] = expect<bool>(v, col, r);
-          break;
-        case FieldType::Date:
-          static_cast<duckdb_date*>(data)[i] = duckdb_date{expect<DateDays>(v, col, r).days};
-          break;
-        case FieldType::Timestamp:
-          static_cast<duckdb_timestamp*>(data)[i] = duckdb_timestamp{expect<TimestampUs>(v, col, r).micros};
-          break;
-      }
-    }
+    for (std::size_t i = 0; i < n; ++i) values[i] = &rows[begin + i][c];
+    const std::string where = fmt::format("column '{}'", columns[c].name);
+    fill_vector(duckdb_data_chunk_get_vector(chunk, c), columns[c].type, columns[c].spec, values.data(), n, 0, where,
+                begin);
   }
   duckdb_data_chunk_set_size(chunk, n);
 }
@@ -162,7 +236,7 @@ void ParquetSink::write(const std::filesystem::path& path, const std::vector<Col
   std::string ddl = "CREATE TEMP TABLE " + table + " (";
   for (std::size_t c = 0; c < columns.size(); ++c) {
     if (c) ddl += ", ";
-    ddl += duck::quote_ident(columns[c].name) + " " + sql_type(columns[c].type);
+    ddl += duck::quote_ident(columns[c].name) + " " + sql_type(columns[c]);
   }
   ddl += ")";
   con_.execute(ddl);
@@ -173,9 +247,10 @@ void ParquetSink::write(const std::filesystem::path& path, const std::vector<Col
     if (duckdb_appender_create_ext(con_.raw(), "temp", "main", table.c_str(), &app.a) == DuckDBError) {
       app.fail("cannot create an appender");
     }
+    // The table's own column types (nested ones included), so the chunk matches the DDL exactly.
     LogicalTypes types;
     types.types.reserve(columns.size());
-    for (const auto& col : columns) types.types.push_back(duckdb_create_logical_type(duck_type(col.type)));
+    for (std::size_t c = 0; c < columns.size(); ++c) types.types.push_back(duckdb_appender_column_type(app.a, c));
 
     const std::size_t cap = duckdb_vector_size();
     for (std::size_t begin = 0; begin < rows.size(); begin += cap) {

@@ -14,6 +14,9 @@ namespace apilake {
 struct Column {
   std::string name;
   FieldType type;
+  // Decimal (precision, scale), Struct (fields) and List (items) read their details here; the
+  // sink ignores spec.name/type/path. Enum is written as VARCHAR (Parquet has no portable enum).
+  FieldSpec spec = {};
 };
 
 class ParquetSink {

@@ -14,6 +14,7 @@ struct TimestampUs { int64_t micros; };       // UTC microseconds since the epoc
 
 // An exact decimal: unscaled * 10^-scale. 128 bits hold DECIMAL(38, s), DuckDB's maximum.
 __extension__ typedef __int128 Int128;  // __extension__: a GNU type, allowed under -Wpedantic
+__extension__ typedef unsigned __int128 UInt128;
 struct Decimal {
   Int128 unscaled = 0;
   int scale = 0;

@@ -765,10 +765,10 @@ Outcome RecordValidator::apply(std::string_view record_json) {
   od::document doc;
   if (auto e = parser_.iterate(buffer_.data(), record_json.size(), buffer_.size() + simdjson::SIMDJSON_PADDING)
                    .get(doc))
-    return Outcome{std::nullopt, parse_error(e)};
+    return Outcome{std::nullopt, parse_error(e), {}};
   od::object object;
   if (auto e = doc.get_object().get(object)) {
-    if (e != simdjson::INCORRECT_TYPE) return Outcome{std::nullopt, parse_error(e)};
+    if (e != simdjson::INCORRECT_TYPE) return Outcome{std::nullopt, parse_error(e), {}};
     // Not an object; but "not json" also starts like a literal, so tell garbage from valid JSON.
     doc.rewind();
     od::json_type t;
@@ -799,16 +799,16 @@ Outcome RecordValidator::apply(std::string_view record_json) {
     }
     const char* where = nullptr;
     if (!ve && doc.current_location().get(where) != simdjson::OUT_OF_BOUNDS) ve = simdjson::TAPE_ERROR;
-    if (ve) return Outcome{std::nullopt, parse_error(ve)};
-    return Outcome{std::nullopt, Reason{"type_mismatch", "", "record is not an object"}};
+    if (ve) return Outcome{std::nullopt, parse_error(ve), {}};
+    return Outcome{std::nullopt, Reason{"type_mismatch", "", "record is not an object"}, {}};
   }
   std::fill(slots_.begin(), slots_.end(), Slot::Absent);
   std::fill(visited_.begin(), visited_.end(), 0);
   unknown_.clear();
-  if (auto e = walk_object(object, 0)) return Outcome{std::nullopt, parse_error(e)};
+  if (auto e = walk_object(object, 0)) return Outcome{std::nullopt, parse_error(e), {}};
   const char* where = nullptr;
   if (doc.current_location().get(where) != simdjson::OUT_OF_BOUNDS)  // e.g. {"a":1} x
-    return Outcome{std::nullopt, Reason{"parse_error", "", "invalid JSON: content after the record"}};
+    return Outcome{std::nullopt, Reason{"parse_error", "", "invalid JSON: content after the record"}, {}};
   return finish();
 }
 
@@ -816,13 +816,13 @@ Outcome RecordValidator::apply(od::value record) {
   od::object object;
   if (auto e = record.get_object().get(object)) {
     if (e == simdjson::INCORRECT_TYPE)
-      return Outcome{std::nullopt, Reason{"type_mismatch", "", "record is not an object"}};
-    return Outcome{std::nullopt, parse_error(e)};
+      return Outcome{std::nullopt, Reason{"type_mismatch", "", "record is not an object"}, {}};
+    return Outcome{std::nullopt, parse_error(e), {}};
   }
   std::fill(slots_.begin(), slots_.end(), Slot::Absent);
   std::fill(visited_.begin(), visited_.end(), 0);
   unknown_.clear();
-  if (auto e = walk_object(object, 0)) return Outcome{std::nullopt, parse_error(e)};
+  if (auto e = walk_object(object, 0)) return Outcome{std::nullopt, parse_error(e), {}};
   return finish();
 }
 
@@ -845,7 +845,29 @@ simdjson::error_code RecordValidator::walk_object(od::object object, uint32_t no
     if (node == 0 && !known && schema_.evolution != Evolution::Ignore) {
       // A key no field reads: kept whole (it may go to the dead letters or become a column).
       std::string_view raw;
-      if (auto e = field.value().raw_json().get(raw)) return e;
+      od::value v = field.value();
+      od::json_type t;
+      if (auto e = v.type().get(t)) return e;
+      if (t == od::json_type::object) {
+        od::object o;
+        if (auto e = v.get_object().get(o)) return e;
+        if (auto e = o.raw_json().get(raw)) return e;
+      } else if (t == od::json_type::array) {
+        od::array a;
+        if (auto e = v.get_array().get(a)) return e;
+        if (auto e = a.raw_json().get(raw)) return e;
+      } else {
+        raw = v.raw_json_token();
+        if (t == od::json_type::null) {  // validate the atom (the iterator would skip it unchecked)
+          bool is_null = false;
+          if (auto e = v.is_null().get(is_null)) return e;
+          if (!is_null) return simdjson::N_ATOM_ERROR;
+        } else if (t == od::json_type::boolean) {
+          if (auto e = v.get_bool().error()) return e;
+        } else if (t == od::json_type::string) {
+          if (auto e = v.get_string().error()) return e;
+        }
+      }
       while (!raw.empty() && is_space(raw.back())) raw.remove_suffix(1);
       unknown_.push_back(UnknownField{std::string(key), std::string(raw)});
       continue;

@@ -29,7 +29,7 @@ std::string json_key(std::string_view k) { return boost::json::serialize(boost::
 // emit == nullptr: count only.
 using Emit = std::function<void(std::string&&)>;
 
-std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* emit) {
+std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* emit, std::size_t* fingerprint) {
   // One parser per thread: fetch workers and the curator each reuse their buffers.
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element root;
@@ -42,6 +42,8 @@ std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* em
       throw RecordError(fmt::format("records pointer {} does not reach a value: {}", show_pointer(ptr),
                                     simdjson::error_message(err)));
   }
+
+  if (fingerprint) *fingerprint = std::hash<std::string>{}(simdjson::minify(target));
 
   // Page-level values copied into every record, rendered once.
   std::string context;
@@ -157,12 +159,12 @@ std::string describe_json_error(std::string_view body) {
 std::vector<std::string> select_records(std::string_view body, const Endpoint& endpoint) {
   std::vector<std::string> out;
   const Emit emit = [&](std::string&& r) { out.push_back(std::move(r)); };
-  walk(body, endpoint, &emit);
+  walk(body, endpoint, &emit, nullptr);
   return out;
 }
 
-std::size_t count_selected_records(std::string_view body, const Endpoint& endpoint) {
-  return walk(body, endpoint, nullptr);
+std::size_t count_selected_records(std::string_view body, const Endpoint& endpoint, std::size_t* fingerprint) {
+  return walk(body, endpoint, nullptr, fingerprint);
 }
 
 }  // namespace apilake

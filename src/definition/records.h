@@ -25,8 +25,11 @@ struct RecordError : std::runtime_error {
 // Every record of the page as compact JSON text, in order.
 std::vector<std::string> select_records(std::string_view body, const Endpoint& endpoint);
 
-// The number of records select_records would return (same checks, no copies).
-std::size_t count_selected_records(std::string_view body, const Endpoint& endpoint);
+// The number of records select_records would return (same checks, no copies). With `fingerprint`,
+// also a hash of the selected value (records_pointer's target): equal hashes on consecutive pages
+// mean the same records again, whatever else changed (the fetcher's repeat check).
+std::size_t count_selected_records(std::string_view body, const Endpoint& endpoint,
+                                   std::size_t* fingerprint = nullptr);
 
 // "not JSON: <reason> at byte N" for a body that is not one complete JSON document; "" when it is.
 std::string describe_json_error(std::string_view body);

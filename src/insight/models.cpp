@@ -92,8 +92,9 @@ bool has_parquet(const fs::path& dir) {
 }  // namespace
 
 std::string iso_utc(int64_t us) {
-  return fmt::format("{:%FT%T}Z",
-                     std::chrono::sys_time<std::chrono::microseconds>(std::chrono::microseconds(us)));
+  int64_t secs = us >= 0 ? us / 1000000 : (us - 999999) / 1000000;
+  int64_t frac = us - secs * 1000000;
+  return fmt::format("{:%FT%T}.{:06}Z", std::chrono::sys_seconds(std::chrono::seconds(secs)), frac);
 }
 
 InsightModel parse_model(const std::string& text, const fs::path& file,
@@ -219,7 +220,10 @@ InsightService::InsightService(std::string lake_root, const std::vector<Source>&
   if (root_ == "/" || root_.empty()) throw InsightError("insights: the lake root must not be /");
   for (const auto& s : sources)
     for (const auto& e : s.endpoints)
+    {
       datasets_.emplace_back(s.name + "_" + e.name, root_ + "/curated/" + s.name + "/" + e.name);
+      dataset_ids_.emplace_back(s.name, e.name);
+    }
   try {
     fs::create_directories(fs::path(root_) / "_staging" / "duckdb_insight");
     fs::create_directories(insights_dir());
@@ -470,6 +474,68 @@ std::optional<RenderedInsight> InsightService::render(const std::string& name, c
     throw InsightError(fmt::format("insight {}: cannot render {}: {}", name, format, e.what()));
   }
   cache_[key] = out;
+  return out;
+}
+
+std::vector<DatasetStats> InsightService::dataset_stats() {
+  std::vector<DatasetStats> out;
+  std::lock_guard lk(duck_mu_);
+  try {
+    ensure_views();
+  } catch (const duck::Error& e) {
+    spdlog::warn("datasets: {}", e.what());
+  }
+  for (std::size_t i = 0; i < datasets_.size(); ++i) {
+    const auto& [view, dir] = datasets_[i];
+    DatasetStats d;
+    d.name = view;
+    d.source = dataset_ids_[i].first;
+    d.endpoint = dataset_ids_[i].second;
+    std::set<std::string> hours;
+    std::error_code ec;
+    fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      if (it->path().extension() != ".parquet" || !it->is_regular_file(ec)) continue;
+      ++d.files;
+      d.bytes += static_cast<int64_t>(it->file_size(ec));
+      auto mtime = std::chrono::clock_cast<std::chrono::system_clock>(it->last_write_time(ec));
+      d.last_update_us = std::max<int64_t>(
+          d.last_update_us, std::chrono::duration_cast<std::chrono::microseconds>(mtime.time_since_epoch()).count());
+      // The hour folders, seed (2026/11/26/08) or hive (year=2026/month=11/...): the last four
+      // components of the parent path with any "key=" stripped.
+      std::vector<std::string> parts;
+      for (const auto& c : it->path().parent_path().lexically_relative(dir)) {
+        std::string v = c.string();
+        if (auto eq = v.find('='); eq != std::string::npos) v = v.substr(eq + 1);
+        parts.push_back(v);
+      }
+      if (parts.size() >= 4) {
+        auto n = parts.size();
+        hours.insert(parts[n - 4] + "-" + parts[n - 3] + "-" + parts[n - 2] + "T" + parts[n - 1]);
+      }
+    }
+    d.hours.assign(hours.begin(), hours.end());
+    if (created_views_.count(view)) {
+      try {
+        auto r = con_->query("SELECT count(*) FROM " + duck::quote_ident(view));
+        d.rows = r.int64(0, 0);
+      } catch (const duck::Error& e) {
+        spdlog::warn("datasets: cannot count {}: {}", view, e.what());
+      }
+    }
+    const fs::path dl = fs::path(root_) / "deadletter" / d.source / d.endpoint;
+    ec.clear();
+    fs::recursive_directory_iterator di(dl, fs::directory_options::skip_permission_denied, ec);
+    for (; !ec && di != end; di.increment(ec)) {
+      if (di->path().extension() != ".jsonl" || !di->is_regular_file(ec)) continue;
+      d.deadletter_bytes += static_cast<int64_t>(di->file_size(ec));
+      std::ifstream f(di->path(), std::ios::binary);
+      std::string line;
+      while (std::getline(f, line))
+        if (!line.empty()) ++d.deadletters;
+    }
+    out.push_back(std::move(d));
+  }
   return out;
 }
 

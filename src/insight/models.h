@@ -85,6 +85,19 @@ struct RenderedInsight {
   InsightState state;
 };
 
+// What GET /v1/datasets reports about one dataset, read from the lake as it is now.
+struct DatasetStats {
+  std::string name;                 // view name <source>_<endpoint>
+  std::string source, endpoint;
+  int64_t rows = 0;                 // curated rows (Parquet metadata counts)
+  int64_t files = 0;                // curated Parquet files
+  int64_t bytes = 0;                // curated bytes on disk
+  std::vector<std::string> hours;   // "YYYY-MM-DDTHH" present in the curated zone, sorted
+  int64_t last_update_us = 0;       // newest curated file's mtime; 0 = none
+  int64_t deadletters = 0;          // dead-lettered records (lines of the dead-letter files)
+  int64_t deadletter_bytes = 0;
+};
+
 class InsightService {
  public:
   // lake_root: absolute local lake directory. Opens its own DuckDB database, locked down like
@@ -115,6 +128,8 @@ class InsightService {
   void stop();
 
   std::string insights_dir() const { return root_ + "/insights"; }
+  // One entry per declared dataset (zeros when it has no data yet).
+  std::vector<DatasetStats> dataset_stats();
 
  private:
   void loop();
@@ -125,6 +140,7 @@ class InsightService {
   std::string root_;
   std::vector<InsightModel> models_;
   std::vector<std::pair<std::string, std::string>> datasets_;   // view name, curated dir
+  std::vector<std::pair<std::string, std::string>> dataset_ids_;  // source, endpoint (same order)
   std::set<std::string> created_views_;
   std::unique_ptr<duck::Database> db_;
   std::unique_ptr<duck::Connection> con_;

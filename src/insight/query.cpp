@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <exception>
 #include <map>
+#include <string_view>
 #include <system_error>
 #include <thread>
 
@@ -316,7 +317,16 @@ QueryResult QueryService::run(const std::string& sql) {
   {
     Watchdog watchdog(*query_, options_.timeout);
     try {
-      result = execute(sql);
+      try {
+        result = execute(sql);
+      } catch (const duck::Error& e) {
+        // A view binds its columns when created; a file added since with a new column (or the last
+        // file with one removed) changes the union_by_name schema. Rebind over today's files, once.
+        if (std::string_view(e.what()).find("Contents of view were altered") == std::string_view::npos) throw;
+        created_.clear();
+        refresh_views();
+        result = execute(sql);
+      }
     } catch (...) {
       error = std::current_exception();
     }

@@ -262,7 +262,8 @@ HttpResponse S3Lake::call(const std::string& method, const std::string& key, Que
   sigv4::Request r;
   r.method = method;
   const std::string path = config_.path_style ? "/" + config_.bucket : "";
-  r.canonical_uri = key.empty() ? path + "/" : path + "/" + sigv4::uri_encode(key, false);
+  // A bucket-level request (listing) addresses "/bucket" (path-style) or "/" (virtual-hosted).
+  r.canonical_uri = key.empty() ? (path.empty() ? "/" : path) : path + "/" + sigv4::uri_encode(key, false);
   r.query = std::move(query);
   r.headers = {{"host", host_}};
   r.payload_hash = sign_payload ? sigv4::sha256_hex(body) : std::string(sigv4::kEmptySha256);

@@ -513,6 +513,7 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
   std::string url = first_page_url(source, endpoint, params);
   std::set<std::string> seen_urls, seen_cursors;
   std::optional<std::pair<std::size_t, std::size_t>> previous_body;  // (size, hash) of the last page
+  std::optional<std::size_t> previous_records;                     // hash of its selected records
   std::size_t records_so_far = 0;
   for (int number = 1;; ++number) {
     if (!seen_urls.insert(url).second)
@@ -559,9 +560,14 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
         auto records = select_records(res.body, endpoint);
         page.records = records.size();
         page.max_cursor = max_cursor(records, endpoint.incremental->cursor_field);
-      } else {
-        page.records = count_selected_records(res.body, endpoint);
       }
+      // Same records as the previous page (even with a fresh next link): the API is not paging.
+      std::size_t fingerprint = 0;
+      page.records = count_selected_records(res.body, endpoint, &fingerprint);
+      if (page.records > 0 && previous_records == fingerprint)
+        throw FetchError("the records are identical to the previous page's: the API ignores the pagination "
+                         "parameters; stopping instead of looping");
+      previous_records = fingerprint;
       records_so_far += page.records;
       if (!pg.total_pointer.empty()) {
         simdjson::dom::parser parser;

@@ -214,7 +214,7 @@ TEST(InsightService, RendersJsonCsvAndParquet) {
 
 TEST(InsightService, NonSelectModelIsAnErrorNotACrash) {
   fs::path root = unique_dir("bad");
-  auto bad = parse_model("-- name: bad\n-- description: d\n-- datasets: demo_series\nDELETE FROM demo_series",
+  auto bad = parse_model("-- name: bad\n-- description: d\n-- datasets: demo_series\nCREATE TABLE t AS SELECT * FROM demo_series",
                          "bad.sql", kKnown);
   auto broken = parse_model("-- name: broken\n-- description: d\n-- datasets: demo_series\nSELECT nope FROM demo_series",
                             "broken.sql", kKnown);

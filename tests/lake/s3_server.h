@@ -5,6 +5,7 @@
 // Missing s3rver or node is a test FAILURE with the fix in the message, never a silent skip.
 #pragma once
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,6 +114,8 @@ class S3Server {
                                        "-p", std::to_string(port_), "--silent", "--configure-bucket", kBucket};
       pid_ = ::fork();
       if (pid_ == 0) {
+        // Dies with the test binary even when that crashes or is killed (no orphaned servers).
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
         // Its banner goes to stdout despite --silent; test output stays readable without it.
         if (FILE* devnull = std::fopen("/dev/null", "w")) ::dup2(::fileno(devnull), STDOUT_FILENO);
         std::vector<char*> argv;
