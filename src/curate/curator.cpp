@@ -95,7 +95,7 @@ struct Curator::State {
         schema_error = ex.what();
         spdlog::error("curate: {}/{}: {}", s.name, e.name, schema_error);
       }
-      for (const auto& f : e.schema.fields) columns.push_back({f.name, f.type});
+      for (const auto& f : e.schema.fields) columns.push_back({f.name, f.type, f});  // f: decimal/struct/list details
       append_lineage_columns(columns);
       part_col = partition_column(e);
     }
@@ -274,6 +274,14 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
         row.emplace_back(std::monostate{});  // _replayed_at
         group(true, partition_time(ds->part_col, row, m.publish_time_us)).rows.push_back(std::move(row));
         ++counts.rows;
+        // schema.evolution: discard_value: the row is curated without its unknown keys, and each dropped
+        // value is kept as an extra dead-letter line (level "value"), not counted in `deadlettered`
+        // (the record itself was curated; docs/schema.md "Accounting").
+        if (ds->endpoint->schema.evolution == Evolution::DiscardValue)
+          for (const UnknownField& u : outcome.unknown)
+            deadletters() += deadletter_line(as_json(u.json), "unknown_field", u.key,
+                                             "dropped by schema.evolution: discard_value; the record was curated",
+                                             m, "value");
       } else {
         const Reason reason = outcome.reason.value_or(Reason{"parse_error", "", "the schema gave no reason"});
         deadletters() += deadletter_line(as_json(text), reason.code, reason.field, reason.detail, m, "record");

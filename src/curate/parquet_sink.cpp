@@ -134,7 +134,7 @@ void fill_vector(duckdb_vector vec, FieldType type, const FieldSpec& spec, const
         duckdb_vector_assign_string_element_len(vec, at, s.data(), s.size());
         break;
       }
-      case FieldType::Int64: static_cast<int64_t*>(data)[at] = EXPECT_AT_(int64_t); break;
+      case FieldType::Int64: static_cast<int64_t*>(data)[at] = expect<int64_t>(v, where_at(i), type, spec); break;
       case FieldType::Double: static_cast<double*>(data)[at] = expect<double>(v, where_at(i), type, spec); break;
       case FieldType::Bool: static_cast<bool*>(data)[at] = expect<bool>(v, where_at(i), type, spec); break;
       case FieldType::Date:

@@ -498,7 +498,7 @@ std::vector<DatasetStats> InsightService::dataset_stats() {
       if (it->path().extension() != ".parquet" || !it->is_regular_file(ec)) continue;
       ++d.files;
       d.bytes += static_cast<int64_t>(it->file_size(ec));
-      auto mtime = std::chrono::clock_cast<std::chrono::system_clock>(it->last_write_time(ec));
+      auto mtime = std::chrono::file_clock::to_sys(it->last_write_time(ec));
       d.last_update_us = std::max<int64_t>(
           d.last_update_us, std::chrono::duration_cast<std::chrono::microseconds>(mtime.time_since_epoch()).count());
       // The hour folders, seed (2026/11/26/08) or hive (year=2026/month=11/...): the last four

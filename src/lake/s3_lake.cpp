@@ -274,6 +274,11 @@ HttpResponse S3Lake::call(const std::string& method, const std::string& key, Que
   req.body = body;
   req.headers = sigv4::sign(std::move(r), config_.credentials, config_.region, "s3",
                             sigv4::amz_date(std::chrono::system_clock::now()));
+  // Unsigned on purpose (proxies may rewrite it). Without it curl labels every upload as a form post,
+  // and the stored object would carry that content type.
+  if (method == "PUT" || method == "POST")
+    req.headers.emplace_back("Content-Type", body.starts_with("<CompleteMultipartUpload>") ? "application/xml"
+                                                                                           : "application/octet-stream");
   auto client = borrow();
   HttpResponse res = perform_with_retry(*client, req, config_.retry);
   give_back(std::move(client));

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "curate/schema.h"
+#include "support/parquet_compare.h"
 
 namespace apilake {
 namespace {
@@ -97,6 +98,10 @@ class CuratorTest : public ::testing::Test {
       const fs::path dest = root_ / "lake" / f.final;
       fs::create_directories(dest.parent_path());
       fs::rename(f.staged, dest);
+      // Every file is also read by an independent implementation (hyparquet) and compared.
+      if (f.final.size() > 8 && f.final.substr(f.final.size() - 8) == ".parquet") {
+        EXPECT_EQ(test::compare_parquet_readers(dest.string()), "");
+      }
     }
     return b;
   }
@@ -152,12 +157,13 @@ TEST_F(CuratorTest, CuratesRowsWithLineageAndDeadLettersTheRest) {
 
   const std::string file = parquet("curated/bcb/series/" + kHour0 + "/" + name + ".parquet");
   duck::Result cols = query("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM " + file + ")");
-  ASSERT_EQ(cols.row_count(), 5u);
+  ASSERT_EQ(cols.row_count(), 6u);
   const std::vector<std::pair<std::string, std::string>> want_cols = {{"date", "DATE"},
                                                                       {"value", "DOUBLE"},
                                                                       {"_extraction_id", "VARCHAR"},
                                                                       {"_message_id", "VARCHAR"},
-                                                                      {"_ingested_at", "TIMESTAMP WITH TIME ZONE"}};
+                                                                      {"_ingested_at", "TIMESTAMP WITH TIME ZONE"},
+                                                                      {"_replayed_at", "TIMESTAMP WITH TIME ZONE"}};
   for (std::size_t i = 0; i < want_cols.size(); ++i) {
     EXPECT_EQ(cols.text(0, i), want_cols[i].first);
     EXPECT_EQ(cols.text(1, i), want_cols[i].second);
@@ -194,6 +200,8 @@ TEST_F(CuratorTest, CuratesRowsWithLineageAndDeadLettersTheRest) {
   EXPECT_EQ(dl.at("page"), 1);
   EXPECT_EQ(dl.at("source"), "bcb");
   EXPECT_EQ(dl.at("endpoint"), "series");
+  EXPECT_EQ(dl.at("level"), "record");
+  EXPECT_EQ(dl.at("ingested_at_us"), kT0);
   // Nothing is left behind in staging.
   EXPECT_TRUE(fs::is_empty(root_ / "staging"));
 }

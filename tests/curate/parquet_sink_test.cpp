@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/parquet_compare.h"
+
 namespace apilake {
 namespace {
 
@@ -46,6 +48,7 @@ TEST_F(ParquetSinkTest, EveryTypeAndNullsRoundTrip) {
   const fs::path file = dir_ / "all.parquet";
   ParquetSink sink(db_);
   sink.write(file, kAllTypes, rows);
+  EXPECT_EQ(test::compare_parquet_readers(file.string()), "");  // hyparquet reads the same values
   ASSERT_TRUE(fs::exists(file));
 
   duck::Connection con(db_);
@@ -115,6 +118,7 @@ TEST_F(ParquetSinkTest, ManyRowsSpanSeveralChunks) {
   const fs::path file = dir_ / "many.parquet";
   ParquetSink sink(db_);
   sink.write(file, cols, rows);
+  EXPECT_EQ(test::compare_parquet_readers(file.string()), "");
 
   duck::Connection con(db_);
   const std::string src = "read_parquet(" + duck::quote_literal(file.string()) + ")";

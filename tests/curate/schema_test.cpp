@@ -588,3 +588,215 @@ TEST(Schema, InvalidSchemasAreRefusedUpFront) {
 
 }  // namespace
 }  // namespace apilake
+
+// ---------------------------------------------------------------------------------------------
+// decimal, enum, struct, list, nullable/default, unknown fields (docs/schema.md)
+// ---------------------------------------------------------------------------------------------
+namespace apilake {
+namespace {
+
+FieldSpec decimal_field(std::string name, int p, int s, std::string format = "") {
+  FieldSpec f = field(std::move(name), FieldType::Decimal, "", false, std::move(format));
+  f.precision = p;
+  f.scale = s;
+  return f;
+}
+
+Outcome dec(const std::string& json, int p = 10, int s = 2, const std::string& format = "") {
+  RecordValidator v(schema_of({decimal_field("v", p, s, format)}));
+  return v.apply("{\"v\": " + json + "}");
+}
+
+std::string dec_text(const Outcome& o) { return o.row ? to_string(value<Decimal>(o)) : refusal(o); }
+
+TEST(SchemaDecimal, ExactFromNumbersAndStrings) {
+  EXPECT_EQ(dec_text(dec("12.34")), "12.34");
+  EXPECT_EQ(dec_text(dec("0.1")), "0.10");           // no binary float: 0.1 is exactly 0.10
+  EXPECT_EQ(dec_text(dec("-7")), "-7.00");
+  EXPECT_EQ(dec_text(dec("1.5e2")), "150.00");
+  EXPECT_EQ(dec_text(dec("12.300")), "12.30");       // trailing zeros beyond the scale are fine
+  EXPECT_EQ(dec_text(dec("\" 99999999.99 \"")), "99999999.99");
+  EXPECT_EQ(dec_text(dec("\"1.234,56\"", 10, 2, "decimal_comma")), "1234.56");
+  EXPECT_EQ(dec_text(dec("-0.00")), "0.00");
+  // 38 digits: beyond int64, exact through 128 bits
+  EXPECT_EQ(dec_text(dec("\"12345678901234567890123456.789012345678\"", 38, 12)),
+            "12345678901234567890123456.789012345678");
+  EXPECT_EQ(dec_text(dec("-12345678901234567890123456.789012345678", 38, 12)),
+            "-12345678901234567890123456.789012345678");
+  EXPECT_EQ(value<Decimal>(dec("12.34")).unscaled, 1234);
+  EXPECT_EQ(value<Decimal>(dec("12.34")).scale, 2);
+}
+
+TEST(SchemaDecimal, Refusals) {
+  EXPECT_EQ(refusal(dec("1.555")), "out_of_range v");          // would need rounding
+  EXPECT_EQ(refusal(dec("123456789.00")), "out_of_range v");   // 11 digits > precision 10
+  EXPECT_EQ(refusal(dec("1e20")), "out_of_range v");
+  EXPECT_EQ(refusal(dec("\"12,5\"")), "bad_format v");         // comma without decimal_comma
+  EXPECT_EQ(refusal(dec("\"12.5\"", 10, 2, "decimal_comma")), "bad_format v");
+  EXPECT_EQ(refusal(dec("\"abc\"")), "bad_format v");
+  EXPECT_EQ(refusal(dec("\"NaN\"")), "bad_format v");
+  EXPECT_EQ(refusal(dec("true")), "type_mismatch v");
+  EXPECT_EQ(refusal(dec("[1]")), "type_mismatch v");
+  EXPECT_EQ(refusal(dec("{}")), "type_mismatch v");
+}
+
+TEST(SchemaEnum, ValuesInTheListOnly) {
+  FieldSpec f = field("v", FieldType::Enum);
+  f.values = {"open", "closed", "1"};
+  RecordValidator v(schema_of({f}));
+  EXPECT_EQ(value<std::string>(v.apply(R"({"v":"open"})")), "open");
+  EXPECT_EQ(value<std::string>(v.apply(R"({"v":1})")), "1");  // numbers compare by their JSON text
+  EXPECT_EQ(refusal(v.apply(R"({"v":"Open"})")), "out_of_range v");  // case-sensitive
+  EXPECT_EQ(refusal(v.apply(R"({"v":"merged"})")), "out_of_range v");
+  EXPECT_EQ(refusal(v.apply(R"({"v":["open"]})")), "type_mismatch v");
+  EXPECT_TRUE(is_null(v.apply(R"({"v":null})")));
+}
+
+Schema nested_schema() {
+  FieldSpec login = field("login", FieldType::String, "", true);
+  FieldSpec since = field("since", FieldType::Date, "/meta/since", false, "dd/MM/yyyy");
+  FieldSpec owner = field("owner", FieldType::Struct, "/data/owner");
+  owner.fields = {login, since};
+  FieldSpec item = field("item", FieldType::Int64);
+  FieldSpec ids = field("ids", FieldType::List);
+  ids.items = {item};
+  FieldSpec tag_name = field("name", FieldType::String);
+  FieldSpec tag_score = decimal_field("score", 5, 1);
+  FieldSpec tag = field("item", FieldType::Struct);
+  tag.fields = {tag_name, tag_score};
+  FieldSpec tags = field("tags", FieldType::List);
+  tags.items = {tag};
+  return schema_of({owner, ids, tags});
+}
+
+TEST(SchemaNested, StructAndListValues) {
+  RecordValidator v(nested_schema());
+  Outcome o = v.apply(R"({"data":{"owner":{"login":"ana","meta":{"since":"02/01/2024"},"x":1}},
+                          "ids":[1,"2",3],"tags":[{"name":"a","score":1.5},{"name":"b"},null]})");
+  ASSERT_TRUE(o.row) << o.reason->code << " " << o.reason->field << " " << o.reason->detail;
+  const auto& owner = value<StructValue>(o, 0);
+  ASSERT_EQ(owner.fields.size(), 2u);
+  EXPECT_EQ(std::get<std::string>(owner.fields[0]), "ana");
+  EXPECT_EQ(std::get<DateDays>(owner.fields[1]).days, 19724);  // 2024-01-02
+  const auto& ids = value<ListValue>(o, 1);
+  ASSERT_EQ(ids.items.size(), 3u);
+  EXPECT_EQ(std::get<int64_t>(ids.items[1]), 2);  // nested values follow the same coercions
+  const auto& tags = value<ListValue>(o, 2);
+  ASSERT_EQ(tags.items.size(), 3u);
+  const auto& t0 = std::get<StructValue>(tags.items[0]);
+  EXPECT_EQ(to_string(std::get<Decimal>(t0.fields[1])), "1.5");
+  const auto& t1 = std::get<StructValue>(tags.items[1]);
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(t1.fields[1]));  // absent member: NULL
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(tags.items[2]));  // null element kept as NULL
+  // empty list and absent struct
+  Outcome e = v.apply(R"({"ids":[],"tags":[]})");
+  ASSERT_TRUE(e.row);
+  EXPECT_TRUE(is_null(e, 0));
+  EXPECT_TRUE(value<ListValue>(e, 1).items.empty());
+}
+
+TEST(SchemaNested, RefusalsNameThePlace) {
+  RecordValidator v(nested_schema());
+  auto reason = [&](const std::string& json) {
+    Outcome o = v.apply(json);
+    return o.row ? std::string("accepted") : o.reason->code + " " + o.reason->field;
+  };
+  EXPECT_EQ(reason(R"({"data":{"owner":{"meta":{}}}})"), "missing_required owner.login");
+  EXPECT_EQ(reason(R"({"data":{"owner":{"login":"a","meta":{"since":"2024-01-02"}}}})"), "bad_format owner.since");
+  EXPECT_EQ(reason(R"({"data":{"owner":"ana"}})"), "type_mismatch owner");
+  EXPECT_EQ(reason(R"({"ids":{"a":1}})"), "type_mismatch ids");
+  EXPECT_EQ(reason(R"({"ids":[1,"x"]})"), "bad_format ids[1]");
+  EXPECT_EQ(reason(R"({"tags":[{"name":"a"},{"score":1.25}]})"), "out_of_range tags[1].score");
+  EXPECT_EQ(reason(R"({"ids":[1,2.5]})"), "type_mismatch ids[1]");
+}
+
+TEST(SchemaNested, NonNullableElementsRefuseNull) {
+  FieldSpec item = field("item", FieldType::Int64);
+  item.nullable = false;
+  FieldSpec ids = field("ids", FieldType::List);
+  ids.items = {item};
+  RecordValidator v(schema_of({ids}));
+  EXPECT_EQ(refusal(v.apply(R"({"ids":[1,null]})")), "type_mismatch ids[1]");
+  EXPECT_EQ(value<ListValue>(v.apply(R"({"ids":[1,2]})")).items.size(), 2u);
+}
+
+TEST(SchemaNested, NoOtherFieldMayReadInsideAStructOrList) {
+  Schema s = nested_schema();
+  s.fields.push_back(field("login2", FieldType::String, "/data/owner/login"));
+  EXPECT_THROW(RecordValidator{s}, std::invalid_argument);
+  EXPECT_FALSE(schema_problems(s).empty());
+}
+
+TEST(SchemaNullable, DefaultsAndNulls) {
+  FieldSpec a = field("a", FieldType::Int64);
+  a.default_value = "7";
+  FieldSpec b = field("b", FieldType::Bool);
+  b.nullable = false;
+  b.default_value = "false";
+  FieldSpec c = decimal_field("c", 4, 1);
+  c.default_value = "0.5";
+  RecordValidator v(schema_of({a, b, c}));
+  Outcome absent = v.apply("{}");
+  EXPECT_EQ(value<int64_t>(absent, 0), 7);   // absent -> default, converted by the field's rules
+  EXPECT_EQ(value<bool>(absent, 1), false);
+  EXPECT_EQ(to_string(value<Decimal>(absent, 2)), "0.5");
+  Outcome nulls = v.apply(R"({"a":null,"b":true,"c":null})");
+  EXPECT_TRUE(is_null(nulls, 0));            // null is a value the API sent: kept as NULL
+  EXPECT_EQ(value<bool>(nulls, 1), true);
+  EXPECT_EQ(refusal(v.apply(R"({"b":null})")), "type_mismatch b");  // nullable: false
+
+  FieldSpec bad = field("d", FieldType::Int64);
+  bad.default_value = "seven";
+  EXPECT_THROW(RecordValidator{schema_of({bad})}, std::invalid_argument);
+  FieldSpec strict = field("e", FieldType::String);
+  strict.nullable = false;  // no default, not required: absent cannot be filled
+  RecordValidator w(schema_of({strict}));
+  EXPECT_EQ(refusal(w.apply("{}")), "missing_required e");
+}
+
+Schema evolving(Evolution e) {
+  Schema s = schema_of({field("id", FieldType::Int64, "", true), field("name", FieldType::String)});
+  s.evolution = e;
+  return s;
+}
+
+TEST(SchemaUnknownFields, EachPolicy) {
+  const std::string rec = R"({"id":1,"name":"a","extra":{"x":[1,2]},"n":2.5})";
+  {
+    RecordValidator v(evolving(Evolution::Ignore));
+    Outcome o = v.apply(rec);
+    EXPECT_TRUE(o.row);
+    EXPECT_TRUE(o.unknown.empty());
+  }
+  for (Evolution e : {Evolution::Freeze, Evolution::DiscardRow}) {
+    RecordValidator v(evolving(e));
+    Outcome o = v.apply(rec);
+    EXPECT_EQ(refusal(o), "unknown_field extra") << to_string(e);
+    ASSERT_EQ(o.unknown.size(), 2u);
+    EXPECT_EQ(o.unknown[0].json, R"({"x":[1,2]})");
+    EXPECT_EQ(o.unknown[1].key, "n");
+    EXPECT_EQ(o.unknown[1].json, "2.5");
+    // a type error wins over the unknown key: it is the first thing to fix
+    EXPECT_EQ(refusal(v.apply(R"({"id":"x","extra":1})")), "bad_format id");
+    EXPECT_TRUE(v.apply(R"({"id":1})").row);  // no unknown keys: curated
+  }
+  for (Evolution e : {Evolution::DiscardValue, Evolution::Evolve}) {
+    RecordValidator v(evolving(e));
+    Outcome o = v.apply(rec);
+    ASSERT_TRUE(o.row) << to_string(e);
+    EXPECT_EQ(value<int64_t>(o, 0), 1);
+    ASSERT_EQ(o.unknown.size(), 2u);
+    EXPECT_EQ(o.unknown[0].key, "extra");
+  }
+  // keys read by a deeper pointer are known; a repeated known key is not "unknown"
+  Schema deep = schema_of({field("x", FieldType::Int64, "/a/b")});
+  deep.evolution = Evolution::Freeze;
+  RecordValidator d(deep);
+  EXPECT_TRUE(d.apply(R"({"a":{"b":1,"c":2}})").row);
+  EXPECT_TRUE(d.apply(R"({"a":{"b":1},"a":{"b":2}})").row);
+  // unknown values are validated JSON: a broken atom is still a parse_error
+  EXPECT_EQ(refusal(d.apply(R"({"a":{"b":1},"z":nul})")), "parse_error ");
+}
+
+}  // namespace
+}  // namespace apilake

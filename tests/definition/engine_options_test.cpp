@@ -49,7 +49,7 @@ TEST(Records, Errors) {
   EXPECT_THAT(record_error([&] { count_selected_records("42", e); }), HasSubstr("(the body) reaches a number"));
   EXPECT_EQ(record_error([&] { select_records("", e); }), "not JSON: the body is empty");
   EXPECT_EQ(record_error([&] { select_records(R"([{"a":1},{"a")", e); }),
-            "not JSON: truncated: the document ends early at byte 12 (incomplete JSON)");
+            "not JSON: truncated: the document ends early at byte 13 (incomplete JSON)");
   EXPECT_THAT(record_error([&] { select_records("[1, 2, x]", e); }), HasSubstr("at byte 7"));
   EXPECT_THAT(record_error([&] { select_records("<html>", e); }), HasSubstr("at byte 0"));
 }

@@ -54,7 +54,7 @@ std::string form_value(const std::string& body, const std::string& name) {
     if (pair.substr(0, eq) == name) {
       std::string v = pair.substr(eq + 1), out;
       for (std::size_t i = 0; i < v.size(); ++i) {
-        if (v[i] == '%' && i + 2 < v.size() + 0 && i + 2 <= v.size() - 1 + 0) {
+        if (v[i] == '%' && i + 2 < v.size()) {
           out.push_back(static_cast<char>(std::stoi(v.substr(i + 1, 2), nullptr, 16)));
           i += 2;
         } else {
