@@ -35,7 +35,7 @@ struct ApiDeps {
   PushReceiver* push = nullptr;        // POST /v1/pubsub/push (404 when null: not a push deployment)
   InsightService* insights = nullptr;  // /v1/insights, /v1/datasets (404 when null); insight_routes.cpp
   Metrics* metrics = nullptr;          // GET /metrics (404 when null)
-  std::filesystem::path node_modules;  // npm web assets for /docs; "" = not installed (503)
+  std::filesystem::path node_modules{};  // npm web assets for /docs; "" = not installed (503)
 };
 
 class Api {

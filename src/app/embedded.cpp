@@ -12,6 +12,10 @@
 #include "api/extraction_service.h"
 #include "api/extraction_store.h"
 #include "app/commands.h"
+#include "app/observers.h"
+#include "api/metrics.h"
+#include "api/static_files.h"
+#include "insight/models.h"
 #include "app/replay.h"
 #include "archive/archiver.h"
 #include "bus/consumer.h"
@@ -42,6 +46,9 @@ struct EmbeddedPipeline::Impl {
   std::unique_ptr<Archiver> archiver;
   std::unique_ptr<Curator> curator;
   std::unique_ptr<DeadLetters> deadletters;  // /v1/deadletters (replays with the definitions loaded at start)
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<InsightService> insights;        // models materialised after curated batches
+  std::unique_ptr<PipelineObservers> observers;    // metrics + insight hooks around bus/ledger/handlers
   std::unique_ptr<Consumer> archive_consumer;
   std::unique_ptr<Consumer> curate_consumer;
   std::unique_ptr<ExtractionService> extractions;
@@ -101,13 +108,18 @@ EmbeddedPipeline::EmbeddedPipeline(Config config) : impl_(std::make_unique<Impl>
     o.lease = std::chrono::seconds(c.ack_deadline_s);
     return o;
   };
-  m.archive_consumer = std::make_unique<Consumer>(*m.bus, *m.bus, *m.archiver, commit_file, consumer_options("archive"));
-  m.curate_consumer = std::make_unique<Consumer>(*m.bus, *m.bus, *m.curator, commit_file, consumer_options("curate"));
+  m.metrics = std::make_unique<Metrics>();
+  m.insights = std::make_unique<InsightService>(m.lake->local_root(), m.sources, load_models(m.sources));
+  m.observers = std::make_unique<PipelineObservers>(*m.bus, *m.metrics, m.insights.get(), *m.archiver, *m.curator);
+  m.archive_consumer = std::make_unique<Consumer>(*m.bus, m.observers->archive_ledger, m.observers->archive_handler,
+                                                  commit_file, consumer_options("archive"));
+  m.curate_consumer = std::make_unique<Consumer>(*m.bus, m.observers->curate_ledger, m.observers->curate_handler,
+                                                 commit_file, consumer_options("curate"));
 
   ExtractionServiceOptions ex;
   ex.topic = kTopic;
   ex.workers = c.fetch_workers;
-  m.extractions = std::make_unique<ExtractionService>(m.sources, *m.store, *m.bus, ex);
+  m.extractions = std::make_unique<ExtractionService>(m.sources, *m.store, m.observers->counting_bus, ex);
 
   QueryOptions qo;
   qo.timeout = std::chrono::milliseconds(c.query_timeout_ms);
@@ -116,12 +128,22 @@ EmbeddedPipeline::EmbeddedPipeline(Config config) : impl_(std::make_unique<Impl>
   ApiDeps deps{&m.sources, m.store.get(), m.extractions.get(), m.bus.get(), m.query.get(), c.api_keys};
   m.deadletters = std::make_unique<DeadLetters>(m.sources, *m.lake, *m.curate_db);
   deps.deadletters = m.deadletters.get();
+  deps.insights = m.insights.get();
+  deps.metrics = m.metrics.get();
+  deps.node_modules = find_node_modules(c.sources_dir, "swagger-ui-dist");
+  if (deps.node_modules.empty()) spdlog::warn("swagger-ui-dist not found (npm ci): /docs answers 503");
   m.api = std::make_unique<Api>(deps);
   ServerOptions so;
   so.host = c.host;
   so.port = c.port;
   so.threads = c.http_threads;
-  m.server = std::make_unique<HttpServer>(so, [api = m.api.get()](const ServerRequest& r) { return api->handle(r); });
+  m.server = std::make_unique<HttpServer>(so, [api = m.api.get(), metrics = m.metrics.get()](const ServerRequest& r) {
+    auto t0 = std::chrono::steady_clock::now();
+    ServerResponse resp = api->handle(r);
+    metrics->observe_request(r.path, resp.status,
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return resp;
+  });
 }
 
 EmbeddedPipeline::~EmbeddedPipeline() { stop(); }
@@ -155,6 +177,7 @@ void EmbeddedPipeline::start(bool serve_http) {
   m.archive_consumer->start();
   m.curate_consumer->start();
   m.extractions->start();
+  m.insights->start();
   if (!serve_http) return;
   m.server->start();
   spdlog::info("apilake up: API on http://{}:{} — data in {}", m.config.host, m.server->port(), m.lake->local_root());
@@ -168,6 +191,7 @@ void EmbeddedPipeline::stop() {
   if (m.extractions) m.extractions->stop();
   if (m.curate_consumer) m.curate_consumer->stop();
   if (m.archive_consumer) m.archive_consumer->stop();
+  if (m.insights) m.insights->stop();
 }
 
 uint16_t EmbeddedPipeline::port() const { return impl_->server->port(); }

@@ -387,8 +387,24 @@ std::vector<Message> PubSubBus::pull_once(const std::string& subscription, std::
   return out;
 }
 
-std::vector<Message> PubSubBus::pull(const std::string& subscription, std::size_t max, std::chrono::seconds) {
+std::vector<Message> PubSubBus::pull(const std::string& subscription, std::size_t max, std::chrono::seconds lease) {
   if (max == 0) return {};
+  auto out = pull_many(subscription, max);
+  // Pulled messages are leased for the subscription's ack deadline; give them the lease asked for.
+  if (!out.empty() && lease.count() > 0 && lease.count() != options_.ack_deadline_s) {
+    std::vector<std::string> ids;
+    for (const auto& m : out) ids.push_back(m.ack_id);
+    try {
+      extend(subscription, ids, lease);
+    } catch (const std::exception& e) {
+      spdlog::warn("pubsub: could not set a {} s lease on {} pulled messages (they keep {} s): {}", lease.count(),
+                   ids.size(), options_.ack_deadline_s, e.what());
+    }
+  }
+  return out;
+}
+
+std::vector<Message> PubSubBus::pull_many(const std::string& subscription, std::size_t max) {
   // One request when it can hold everything; otherwise several in parallel (each ≤ 100).
   const std::size_t n = std::min<std::size_t>((max + kPullCap - 1) / kPullCap, options_.max_outstanding_pulls);
   if (n == 1) return pull_once(subscription, std::min(max, kPullCap));

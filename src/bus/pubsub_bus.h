@@ -9,8 +9,8 @@
 //  - With `ordering`, the attribute ordering_attribute (extraction_id) is the ordering key; one request
 //    per topic is in flight at a time so a caller's order survives.
 //  - pull() fans out up to max_outstanding_pulls requests of ≤ 100 messages (the server's cap) and
-//    never blocks longer than pull_wait. `lease` is ignored on pull (the subscription's ack deadline
-//    applies), extend() sets it with modifyAckDeadline, nack() is modifyAckDeadline 0.
+//    never blocks longer than pull_wait. Pulled messages get the subscription's ack deadline; when
+//    `lease` differs, one modifyAckDeadline sets it. extend() is modifyAckDeadline, nack() is 0.
 //  - create_subscription() adds the dead-letter policy when dead_letter_topic is set (and creates that
 //    topic plus a subscription of the same name that keeps the dead letters). Both are idempotent.
 // Thread-safe. Every request has a short timeout; transient failures are retried (net/retry.h).
@@ -98,6 +98,7 @@ class PubSubBus final : public Bus {
   void send_batch(const std::string& topic, std::vector<Entry> entries);
   void modify_deadline(const std::string& subscription, const std::vector<std::string>& ack_ids, int seconds);
   std::vector<Message> pull_once(const std::string& subscription, std::size_t max);
+  std::vector<Message> pull_many(const std::string& subscription, std::size_t max);
 
   PubSubOptions options_;
   std::unique_ptr<ClientPool> clients_;

@@ -85,8 +85,9 @@ struct Curator::State {
     std::unique_ptr<RecordValidator> validator;  // null when the schema cannot be applied
     std::string schema_error;
     std::vector<Column> columns;  // schema fields + lineage columns
+    Schema schema;                // the endpoint's schema + columns added by schema.evolution: evolve
 
-    Dataset(const Source& s, const Endpoint& e) : source(&s), endpoint(&e) {
+    Dataset(const Source& s, const Endpoint& e) : source(&s), endpoint(&e), schema(e.schema) {
       // A schema the validator refuses must not block the other datasets of the batch: its pages
       // dead-letter (invalid_schema) and can be replayed once the definition is fixed.
       try {
@@ -108,6 +109,10 @@ struct Curator::State {
     std::string dir;             // "curated/<s>/<e>/<hour dir>/" or "deadletter/<s>/<e>/YYYY/MM/DD/HH/"
     std::size_t row_group_rows = 0;
     Endpoint::Files files;
+    // Name source: "" = this group's own messages (event-time partitions); else the key of the
+    // (dataset, ingestion hour) range, shared by its dead-letter file and its curated file, so both
+    // are named from every message of the batch that touched that dataset and hour.
+    std::string range_key;
     std::vector<Row> rows;
     std::string deadletters;  // JSON lines
     std::string first, last;  // padded message ids
@@ -200,6 +205,7 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
   out.consumer = "curate";
 
   std::map<std::string, Group> groups;  // by Group::dir
+  std::map<std::string, Group> ranges;  // (dataset, ingestion hour) -> first/last message ids
   std::set<std::string> seen;
   std::string batch_first, batch_last;
 
@@ -224,10 +230,13 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
       const auto layout = curated ? ds->endpoint->layout : Endpoint::Layout::Seed;
       const std::string dir =
           std::string(curated ? "curated/" : "deadletter/") + s + "/" + e + "/" + hour_dir(layout, time_us) + "/";
+      const std::string range_key = s + "/" + e + "/" + hour_dir(Endpoint::Layout::Seed, m.publish_time_us);
+      ranges[range_key].saw(id);
       Group& g = groups[dir];
       if (g.dir.empty()) {
         g.dataset = ds;
         g.dir = dir;
+        if (!curated || ds->part_col < 0) g.range_key = range_key;
         if (ds) {
           g.files = ds->endpoint->files;
           g.row_group_rows = static_cast<std::size_t>(ds->endpoint->files.row_group_rows);
@@ -265,6 +274,23 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
 
     auto apply = [&](const std::string& text) {
       Outcome outcome = ds->validator->apply(text);
+      // schema.evolution: evolve: unknown keys become new nullable columns (a new schema version,
+      // staged into the lake's schema registry with this batch), then the record is read again.
+      if (outcome.row && !outcome.unknown.empty() && ds->schema.evolution == Evolution::Evolve) {
+        const std::size_t before = ds->schema.fields.size();
+        if (evolve_schema(ds->schema, outcome.unknown) > 0) {
+          ds->validator = std::make_unique<RecordValidator>(ds->schema);
+          for (std::size_t k = before; k < ds->schema.fields.size(); ++k) {
+            const FieldSpec& f = ds->schema.fields[k];
+            ds->columns.insert(ds->columns.begin() + static_cast<std::ptrdiff_t>(k), Column{f.name, f.type, f});
+          }
+          const fs::path staged = staging_ / (unique_tag() + ".json");
+          write_file(staged, schema_json(ds->schema));
+          out.files.push_back({staged.string(), fmt::format("_schemas/{}/{}/v{}.json", ds->source->name,
+                                                            ds->endpoint->name, ds->schema.version)});
+        }
+        outcome = ds->validator->apply(text);
+      }
       if (outcome.row) {
         Row row = std::move(*outcome.row);
         row.reserve(row.size() + 3);
@@ -277,7 +303,8 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
         // schema.evolution: discard_value: the row is curated without its unknown keys, and each dropped
         // value is kept as an extra dead-letter line (level "value"), not counted in `deadlettered`
         // (the record itself was curated; docs/schema.md "Accounting").
-        if (ds->endpoint->schema.evolution == Evolution::DiscardValue)
+        // (evolve: keys that could not become a column, e.g. a name clash, are kept the same way)
+        if (ds->schema.evolution == Evolution::DiscardValue || ds->schema.evolution == Evolution::Evolve)
           for (const UnknownField& u : outcome.unknown)
             deadletters() += deadletter_line(as_json(u.json), "unknown_field", u.key,
                                              "dropped by schema.evolution: discard_value; the record was curated",
@@ -297,22 +324,31 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
   // Write every group's files; a failure removes what this batch staged and fails the batch.
   try {
     for (auto& [dir, g] : groups) {
-      const std::string name = g.first + "-" + g.last;
+      const Group& r = g.range_key.empty() ? g : ranges[g.range_key];
+      const std::string name = r.first + "-" + r.last;
       if (!g.rows.empty()) {
         // Rotation: a group above the endpoint's row/size caps becomes several files, named
         // <first>-<last>-pNNN in row order (deterministic, so a rewrite still replaces).
+        // Rows staged before an evolve in this batch lack the new columns (NULL, before the lineage).
+        const std::size_t lineage = g.dataset->columns.size() - g.dataset->schema.fields.size();
+        for (Row& row : g.rows)
+          if (row.size() < g.dataset->columns.size())
+            row.insert(row.end() - static_cast<std::ptrdiff_t>(lineage), g.dataset->columns.size() - row.size(), Value{});
         const auto slices = file_slices(g.rows, g.files);
+        // The schema version the rows follow (docs/schema.md "Evolution"), in the file's metadata.
+        const std::map<std::string, std::string> schema_kv = {
+            {"apilake_schema_version", std::to_string(g.dataset->schema.version)}};
         for (std::size_t k = 0; k < slices.size(); ++k) {
           const auto [b, e] = slices[k];
           const std::string file = slices.size() == 1 ? name : fmt::format("{}-p{:03}", name, k);
           const fs::path staged = staging_ / (unique_tag() + ".parquet");
           out.files.push_back({staged.string(), dir + file + ".parquet"});
           if (slices.size() == 1) {
-            state_->sink.write(staged, g.dataset->columns, g.rows, g.row_group_rows);
+            state_->sink.write(staged, g.dataset->columns, g.rows, g.row_group_rows, schema_kv);
           } else {
             const std::vector<Row> part(std::make_move_iterator(g.rows.begin() + static_cast<std::ptrdiff_t>(b)),
                                         std::make_move_iterator(g.rows.begin() + static_cast<std::ptrdiff_t>(e)));
-            state_->sink.write(staged, g.dataset->columns, part, g.row_group_rows);
+            state_->sink.write(staged, g.dataset->columns, part, g.row_group_rows, schema_kv);
           }
         }
       }

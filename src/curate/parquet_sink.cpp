@@ -220,7 +220,8 @@ void fill(duckdb_data_chunk chunk, const std::vector<Column>& columns, const std
 ParquetSink::ParquetSink(duck::Database& db) : con_(db) {}
 
 void ParquetSink::write(const std::filesystem::path& path, const std::vector<Column>& columns,
-                        const std::vector<Row>& rows, std::size_t row_group_rows) {
+                        const std::vector<Row>& rows, std::size_t row_group_rows,
+                        const std::map<std::string, std::string>& kv_metadata) {
   if (columns.empty()) throw duck::Error("ParquetSink: no columns");
   for (std::size_t r = 0; r < rows.size(); ++r) {
     if (rows[r].size() != columns.size()) {
@@ -264,9 +265,14 @@ void ParquetSink::write(const std::filesystem::path& path, const std::vector<Col
     if (duckdb_appender_close(app.a) == DuckDBError) app.fail("flushing rows failed");
   }
 
-  const std::string row_groups = row_group_rows ? fmt::format(", ROW_GROUP_SIZE {}", row_group_rows) : "";
+  std::string options = row_group_rows ? fmt::format(", ROW_GROUP_SIZE {}", row_group_rows) : "";
+  if (!kv_metadata.empty()) {
+    std::string kv;
+    for (const auto& [k, v] : kv_metadata) kv += (kv.empty() ? "" : ", ") + duck::quote_literal(k) + ": " + duck::quote_literal(v);
+    options += ", KV_METADATA {" + kv + "}";
+  }
   con_.execute(fmt::format("COPY temp.main.{} TO {} (FORMAT parquet, COMPRESSION zstd{})", table,
-                           duck::quote_literal(path.string()), row_groups));
+                           duck::quote_literal(path.string()), options));
   fsync_file(path);
 }
 

@@ -2,6 +2,7 @@
 // The file is written at `path` (a staging path) and fsynced before write() returns.
 #pragma once
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,9 @@ class ParquetSink {
   explicit ParquetSink(duck::Database& db);
   // Writes rows (each with one Value per column, in column order) to path. Throws duck::Error.
   // row_group_rows: Parquet ROW_GROUP_SIZE (0 = DuckDB's default, 122880).
+  // kv_metadata: Parquet key-value metadata of the file (e.g. apilake_schema_version).
   void write(const std::filesystem::path& path, const std::vector<Column>& columns, const std::vector<Row>& rows,
-             std::size_t row_group_rows = 0);
+             std::size_t row_group_rows = 0, const std::map<std::string, std::string>& kv_metadata = {});
 
  private:
   duck::Connection con_;

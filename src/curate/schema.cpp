@@ -1382,4 +1382,97 @@ std::string to_string(const Decimal& d) {
   return out;
 }
 
+FieldSpec evolved_field(const UnknownField& unknown) {
+  FieldSpec f;
+  for (char c : unknown.key) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    f.name += ok ? c : '_';
+  }
+  // "_..." names are the curator's lineage columns (_extraction_id ...): an API key never takes them.
+  if (f.name.empty() || is_digit(f.name[0]) || f.name[0] == '_') f.name = "f_" + f.name;
+  f.path = "/" + escape_segment(unknown.key);
+  std::string_view j = trim(unknown.json);
+  if (j == "true" || j == "false") f.type = FieldType::Bool;
+  else if (!j.empty() && j[0] == '"') f.type = FieldType::String;
+  else if (is_json_number(j)) {
+    bool integral = j.find_first_of(".eE") == std::string_view::npos;
+    int64_t tmp = 0;
+    // integers beyond int64 are doubles (an int64 column would refuse them)
+    f.type = integral && parse_int_text(j, false, tmp) == Fail::None ? FieldType::Int64 : FieldType::Double;
+  } else {
+    f.type = FieldType::String;  // object, array (kept as JSON text) or null (no better guess)
+  }
+  return f;
+}
+
+std::size_t evolve_schema(Schema& schema, const std::vector<UnknownField>& unknown) {
+  std::size_t added = 0;
+  for (const UnknownField& u : unknown) {
+    FieldSpec f = evolved_field(u);
+    bool exists = false;
+    // DuckDB column names are case-insensitive: "Name" next to "name" would clash.
+    for (const FieldSpec& g : schema.fields) exists = exists || iequals(g.name, f.name);
+    if (exists) continue;
+    schema.fields.push_back(std::move(f));
+    ++added;
+  }
+  if (added) ++schema.version;
+  return added;
+}
+
+namespace {
+void field_json(std::string& out, const FieldSpec& f) {
+  auto q = [](const std::string& s) {
+    std::string o = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') o += '\\';
+      if (static_cast<unsigned char>(c) < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+        o += buf;
+        continue;
+      }
+      o += c;
+    }
+    return o + "\"";
+  };
+  out += "{\"name\":" + q(f.name) + ",\"type\":" + q(type_name(f.type));
+  if (!f.path.empty()) out += ",\"path\":" + q(f.path);
+  out += std::string(",\"required\":") + (f.required ? "true" : "false");
+  out += std::string(",\"nullable\":") + (f.nullable ? "true" : "false");
+  if (!f.format.empty()) out += ",\"format\":" + q(f.format);
+  if (f.type == FieldType::Decimal)
+    out += ",\"precision\":" + std::to_string(f.precision) + ",\"scale\":" + std::to_string(f.scale);
+  if (f.default_value) out += ",\"default\":" + q(*f.default_value);
+  if (!f.values.empty()) {
+    out += ",\"values\":[";
+    for (size_t i = 0; i < f.values.size(); ++i) out += (i ? "," : "") + q(f.values[i]);
+    out += "]";
+  }
+  if (!f.fields.empty()) {
+    out += ",\"fields\":[";
+    for (size_t i = 0; i < f.fields.size(); ++i) {
+      if (i) out += ",";
+      field_json(out, f.fields[i]);
+    }
+    out += "]";
+  }
+  if (!f.items.empty()) {
+    out += ",\"items\":";
+    field_json(out, f.items[0]);
+  }
+  out += "}";
+}
+}  // namespace
+
+std::string schema_json(const Schema& schema) {
+  std::string out = "{\"version\":" + std::to_string(schema.version) + ",\"evolution\":\"" +
+                    to_string(schema.evolution) + "\",\"fields\":[";
+  for (size_t i = 0; i < schema.fields.size(); ++i) {
+    if (i) out += ",";
+    field_json(out, schema.fields[i]);
+  }
+  return out + "]}\n";
+}
+
 }  // namespace apilake

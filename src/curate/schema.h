@@ -120,6 +120,19 @@ class RecordValidator {
   std::vector<simdjson::padded_string> nested_buffers_;
 };
 
+// schema.evolution: evolve — the nullable column an unknown key becomes: the key as its name (characters
+// outside [A-Za-z0-9_] become '_', a leading digit gets a '_' prefix), path "/<key>" (escaped), type
+// inferred from the JSON value: integer -> int64, other number -> double, true/false -> bool,
+// string -> string, object/array -> string holding the JSON text, null -> string.
+FieldSpec evolved_field(const UnknownField& unknown);
+
+// Adds a column for every unknown key not yet in the schema (by name) and bumps schema.version once.
+// Returns the number of columns added (0: nothing changed, version kept).
+std::size_t evolve_schema(Schema& schema, const std::vector<UnknownField>& unknown);
+
+// The schema as JSON for the schema registry (_schemas/<source>/<endpoint>/v<N>.json).
+std::string schema_json(const Schema& schema);
+
 // Exact decimal text -> unscaled integer at `scale` (docs/schema.md "decimal"). Default notation
 // ("-1234.5", "1e3") or, with decimal_comma, "1.234,5". BadFormat-like failures return "bad_format",
 // more digits than precision or non-zero digits beyond scale return "out_of_range"; "" = ok.

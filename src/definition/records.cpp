@@ -142,6 +142,8 @@ std::string describe_json_error(std::string_view body) {
   boost::json::stream_parser p;
   boost::system::error_code ec;
   const std::size_t used = p.write_some(body.data(), body.size(), ec);
+  if (!ec && p.done() && used < body.size())
+    return fmt::format("not JSON: unexpected content after the document at byte {}", used);
   if (!ec) p.finish(ec);
   if (!ec) {
     // Boost accepted what simdjson refused (e.g. nesting depth); name simdjson's reason.

@@ -57,12 +57,14 @@ bool valid_pointer(const std::string& p) {
   return true;
 }
 
-// Letter runs of a date/time pattern must be known tokens, each at most once; the rest is literal.
+// Runs of the letters y M d H m s must be known tokens, each at most once; every other character
+// (including other letters, e.g. the 'T' of "yyyy-MM-ddTHH:mm") is a literal, as the curator reads
+// it (docs/schema.md).
 std::optional<std::string> check_pattern(const std::string& pattern, std::initializer_list<std::string_view> tokens,
                                          bool need_year) {
   std::set<std::string> seen;
   for (std::size_t i = 0; i < pattern.size();) {
-    if (!std::isalpha(static_cast<unsigned char>(pattern[i]))) {
+    if (std::string_view("yMdHms").find(pattern[i]) == std::string_view::npos) {
       ++i;
       continue;
     }

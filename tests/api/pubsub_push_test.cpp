@@ -77,7 +77,10 @@ std::string envelope(const std::string& id, const std::string& data, const std::
 class PushRouteTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ApiDeps deps{&sources, nullptr, nullptr, &ledger, nullptr, {"api-key"}};
+    ApiDeps deps{};  // only what the push route needs; API keys do not apply to it
+    deps.sources = &sources;
+    deps.ledger = &ledger;
+    deps.api_keys = {"api-key"};
     deps.push = &receiver;
     api = std::make_unique<Api>(deps);
     receiver.add("curate-push", consumer);

@@ -163,18 +163,19 @@ TEST_F(LakeZoneTest, HiveLayoutWithEventTimeSendsLateRecordsToTheirHour) {
 
 TEST_F(LakeZoneTest, RotationSplitsAGroupIntoDeterministicFilesAndRowGroups) {
   Endpoint e = series();
-  e.files.max_rows = 2;
-  e.files.row_group_rows = 1;
+  e.files.max_rows = 3000;
+  e.files.row_group_rows = 2048;  // DuckDB's smallest row group is one vector (2048 rows)
   std::string page = "[";
-  for (int d = 1; d <= 5; ++d) page += (d > 1 ? "," : "") + fmt::format(R"({{"data":"0{}/01/2024","valor":"{}"}})", d, d);
+  for (int d = 0; d < 7000; ++d) page += (d > 0 ? "," : "") + fmt::format(R"({{"data":"01/01/2024","valor":"{}"}})", d);
   page += "]";
   curate({bcb(e)}, {msg("1", page), msg("2", R"([])")});
   const std::string dir = "curated/bcb/series/2025/11/26/08/";
   EXPECT_EQ(parquet_files(), (std::vector<std::string>{dir + "000000000001-000000000001-p000.parquet",
                                                        dir + "000000000001-000000000001-p001.parquet",
                                                        dir + "000000000001-000000000001-p002.parquet"}));
-  EXPECT_EQ(count(glob(dir + "*.parquet")), 5);
-  // ROW_GROUP_SIZE 1: each file of two rows has two row groups.
+  EXPECT_EQ(count(glob(dir + "*.parquet")), 7000);
+  EXPECT_EQ(count(glob(dir + "*p002.parquet")), 1000);
+  // ROW_GROUP_SIZE 2048: a file of 3000 rows has two row groups.
   auto rg = con_.query("SELECT count(DISTINCT row_group_id) FROM parquet_metadata(" + glob(dir + "000000000001-000000000001-p000.parquet") + ")");
   EXPECT_EQ(rg.int64(0, 0), 2);
 }
@@ -190,10 +191,11 @@ TEST_F(LakeZoneTest, DeadLetterCountsSamplesAndReplay) {
   ASSERT_EQ(counts.size(), 3u);
   EXPECT_EQ(counts[0].dataset, "bcb_series");
   EXPECT_EQ(counts[0].hour, "2025-11-26T08");
-  EXPECT_EQ(counts[0].reason, "missing_required");
-  EXPECT_EQ(counts[0].count, 2);
-  EXPECT_EQ(counts[0].pending, 2);
-  EXPECT_EQ(counts[1].reason, "type_mismatch");
+  EXPECT_EQ(counts[0].reason, "bad_format");  // "x" for a double
+  EXPECT_EQ(counts[0].count, 1);
+  EXPECT_EQ(counts[1].reason, "missing_required");
+  EXPECT_EQ(counts[1].count, 2);
+  EXPECT_EQ(counts[1].pending, 2);
   EXPECT_EQ(counts[2].hour, "2025-11-26T09");
   EXPECT_EQ(counts[2].reason, "parse_error");
 
@@ -234,10 +236,11 @@ TEST_F(LakeZoneTest, DeadLetterCountsSamplesAndReplay) {
 
   // Marked, not deleted: counts show replayed vs pending.
   counts = dl2.counts();
-  EXPECT_EQ(counts[0].reason, "missing_required");
-  EXPECT_EQ(counts[0].count, 2);
-  EXPECT_EQ(counts[0].replayed, 2);
-  EXPECT_EQ(counts[0].pending, 0);
+  EXPECT_EQ(counts[1].reason, "missing_required");
+  EXPECT_EQ(counts[1].count, 2);
+  EXPECT_EQ(counts[1].replayed, 2);
+  EXPECT_EQ(counts[1].pending, 0);
+  EXPECT_EQ(counts[0].pending, 1);  // bad_format still pending
   EXPECT_EQ(json::parse(dl2.samples("bcb_series", "missing_required", 1)[0]).at("replayed"), true);
 
   // Idempotent: a second replay writes nothing new.

@@ -235,7 +235,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "looks like a secret"},
         BadCase{"secret in fixed query", "{formato: json}", "{formato: json, api_key: abc}", "api_key",
                 "looks like a secret"},
-        BadCase{"pagination kind", "kind: page_number", "kind: cursor", "cursor", "unknown kind 'cursor'"},
+        BadCase{"pagination kind", "kind: page_number", "kind: scroll", "scroll", "unknown kind 'scroll'"},
         BadCase{"page_size zero", "page_size: 50", "page_size: 0", "0\n      max_pages", "at least 1"},
         BadCase{"max_pages zero", "max_pages: 7", "max_pages: 0", "0\n    records", "at least 1"},
         BadCase{"key for another kind", "start_page: 0", "next_pointer: /next", "/next\n",

@@ -52,6 +52,8 @@ TEST(Records, Errors) {
             "not JSON: truncated: the document ends early at byte 13 (incomplete JSON)");
   EXPECT_THAT(record_error([&] { select_records("[1, 2, x]", e); }), HasSubstr("at byte 7"));
   EXPECT_THAT(record_error([&] { select_records("<html>", e); }), HasSubstr("at byte 0"));
+  EXPECT_EQ(record_error([&] { select_records(R"({"a":1} x)", e); }),
+            "not JSON: unexpected content after the document at byte 8");
 }
 
 TEST(Records, ParallelArraysWithContext) {

@@ -198,3 +198,18 @@ TEST_F(SchemaYaml, NullableAndDefaultRules) {
 
 }  // namespace
 }  // namespace apilake
+
+namespace apilake {
+namespace {
+
+// The loader's pattern rule matches the curator's: only y M d H m s form tokens.
+TEST_F(SchemaYaml, PatternLettersOtherThanTokensAreLiterals) {
+  EXPECT_TRUE(errors("      fields:\n        - {name: t, type: timestamp, format: \"yyyy-MM-ddTHH:mm\"}\n").empty());
+  auto file = write("      fields:\n        - {name: t, type: timestamp, format: \"yy-MM-dd\"}\n");
+  auto errs = validate_source_file(file);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_THAT(errs[0], HasSubstr("unknown token 'yy'"));
+}
+
+}  // namespace
+}  // namespace apilake

@@ -1,0 +1,234 @@
+// schema.evolution end to end at the curator: pages with type drift (a number that becomes a
+// string), a new field and a missing required field end as each policy says, and
+// fetched = curated + dead-lettered by count (docs/schema.md "Accounting").
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "curate/curator.h"
+#include "curate/schema.h"
+#include "support/parquet_compare.h"
+
+namespace apilake {
+namespace {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+constexpr int64_t kT0 = 1764144900000000;  // 2025-11-26 08:15:00 UTC
+
+FieldSpec field(std::string name, FieldType type, bool required = false) {
+  FieldSpec f;
+  f.name = std::move(name);
+  f.type = type;
+  f.path = "/" + f.name;
+  f.required = required;
+  return f;
+}
+
+std::vector<Source> sources_with(Evolution policy) {
+  Endpoint e;
+  e.name = "items";
+  e.records_pointer = "/items";
+  e.schema.fields = {field("id", FieldType::Int64, true), field("price", FieldType::Double),
+                     field("name", FieldType::String)};
+  e.schema.evolution = policy;
+  Source s;
+  s.name = "shop";
+  s.endpoints = {e};
+  return {s};
+}
+
+Message page(const std::string& id, const std::string& body) {
+  Message m;
+  m.id = id;
+  m.ack_id = "ack-" + id;
+  m.data = body;
+  m.attributes = {{"source", "shop"}, {"endpoint", "items"}, {"extraction_id", "ex-1"}, {"page", "1"}};
+  m.publish_time_us = kT0;
+  return m;
+}
+
+// 5 records: fine; type drift (price "abc"); a new field; id missing; fine (price as a numeric string).
+const std::string kDrift = R"({"items":[
+  {"id":1,"price":1.5,"name":"a"},
+  {"id":2,"price":"abc","name":"b"},
+  {"id":3,"price":2,"name":"c","color":"red"},
+  {"price":3,"name":"d"},
+  {"id":5,"price":"4.5","name":"e"}]})";
+
+struct Result {
+  int64_t rows = 0, deadlettered = 0;
+  std::vector<std::string> record_reasons;  // level "record" lines
+  std::vector<std::string> value_lines;     // level "value" lines: "field=value"
+  std::vector<std::string> parquet, schemas;
+};
+
+class Evolution_ : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("apilake-evolution-" + std::to_string(::getpid()) + "-" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "staging");
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  Result run(Curator& c, const std::vector<Message>& batch) {
+    PreparedBatch b = c.stage(batch);
+    Result r;
+    r.rows = b.counts["ex-1"].rows;
+    r.deadlettered = b.counts["ex-1"].deadlettered;
+    for (const auto& f : b.files) {
+      const fs::path dest = root_ / "lake" / f.final;
+      fs::create_directories(dest.parent_path());
+      fs::rename(f.staged, dest);
+      if (dest.extension() == ".parquet") {
+        r.parquet.push_back(dest.string());
+        EXPECT_EQ(test::compare_parquet_readers(dest.string()), "");
+      } else if (f.final.rfind("_schemas/", 0) == 0) {
+        r.schemas.push_back(f.final);
+      } else if (dest.extension() == ".jsonl") {
+        std::ifstream in(dest);
+        std::string line;
+        while (std::getline(in, line)) {
+          json::object o = json::parse(line).as_object();
+          if (o["level"].as_string() == "value")
+            r.value_lines.push_back(std::string(o["field"].as_string()) + "=" + json::serialize(o["record"]));
+          else
+            r.record_reasons.push_back(std::string(o["reason"].as_string()) + " " +
+                                       std::string(o["field"].as_string()));
+        }
+      }
+    }
+    return r;
+  }
+
+  std::string query(const std::string& sql) {
+    duck::Connection con(db_);
+    auto r = con.query(sql);
+    std::string out;
+    for (std::size_t i = 0; i < r.row_count(); ++i) {
+      for (std::size_t c = 0; c < r.column_count(); ++c) out += (c ? "," : "") + r.text(c, i).value_or("NULL");
+      out += ";";
+    }
+    return out;
+  }
+  static std::string files(const std::vector<std::string>& fs_) {
+    std::string list = "[";
+    for (std::size_t i = 0; i < fs_.size(); ++i) list += (i ? "," : "") + duck::quote_literal(fs_[i]);
+    return list + "]";
+  }
+
+  fs::path root_;
+  duck::Database db_;
+};
+
+TEST_F(Evolution_, FreezeAndDiscardRowDeadLetterTheRecord) {
+  for (Evolution policy : {Evolution::Freeze, Evolution::DiscardRow}) {
+    auto srcs = sources_with(policy);
+    Curator c(srcs, db_, root_ / "staging");
+    Result r = run(c, {page("1", kDrift)});
+    EXPECT_EQ(r.rows, 2);
+    EXPECT_EQ(r.deadlettered, 3);
+    EXPECT_EQ(r.rows + r.deadlettered, 5);  // fetched = curated + dead-lettered
+    EXPECT_EQ(r.record_reasons,
+              (std::vector<std::string>{"bad_format price", "unknown_field color", "missing_required id"}));
+    EXPECT_TRUE(r.value_lines.empty());
+    ASSERT_EQ(r.parquet.size(), 1u);
+    EXPECT_EQ(query("SELECT id, price FROM read_parquet(" + files(r.parquet) + ") ORDER BY id"), "1,1.5;5,4.5;");
+    fs::remove_all(root_ / "lake");
+  }
+}
+
+TEST_F(Evolution_, DiscardValueCuratesTheRowAndKeepsTheValue) {
+  auto srcs = sources_with(Evolution::DiscardValue);
+  Curator c(srcs, db_, root_ / "staging");
+  Result r = run(c, {page("1", kDrift)});
+  EXPECT_EQ(r.rows, 3);
+  EXPECT_EQ(r.deadlettered, 2);
+  EXPECT_EQ(r.rows + r.deadlettered, 5);
+  EXPECT_EQ(r.record_reasons, (std::vector<std::string>{"bad_format price", "missing_required id"}));
+  EXPECT_EQ(r.value_lines, (std::vector<std::string>{"color=\"red\""}));  // extra line, not in deadlettered
+  EXPECT_EQ(query("SELECT id, name FROM read_parquet(" + files(r.parquet) + ") ORDER BY id"), "1,a;3,c;5,e;");
+  EXPECT_EQ(query("SELECT count(*) FROM (DESCRIBE SELECT * FROM read_parquet(" + files(r.parquet) +
+                  ")) WHERE column_name = 'color'"),
+            "0;");
+}
+
+TEST_F(Evolution_, EvolveAddsAColumnAndRecordsAVersion) {
+  auto srcs = sources_with(Evolution::Evolve);
+  Curator c(srcs, db_, root_ / "staging");
+  // batch 1: no new field yet -> a file without `color`
+  Result r1 = run(c, {page("1", R"({"items":[{"id":0,"price":1,"name":"z"}]})")});
+  EXPECT_EQ(r1.rows, 1);
+  EXPECT_TRUE(r1.schemas.empty());
+  // batch 2: the drift page -> `color` becomes a column, schema v2 in the registry
+  Result r2 = run(c, {page("2", kDrift)});
+  EXPECT_EQ(r2.rows, 3);
+  EXPECT_EQ(r2.deadlettered, 2);
+  EXPECT_EQ(r2.rows + r2.deadlettered, 5);
+  EXPECT_EQ(r2.record_reasons, (std::vector<std::string>{"bad_format price", "missing_required id"}));
+  EXPECT_TRUE(r2.value_lines.empty());
+  ASSERT_EQ(r2.schemas, (std::vector<std::string>{"_schemas/shop/items/v2.json"}));
+  std::ifstream in(root_ / "lake" / r2.schemas[0]);
+  std::stringstream text;
+  text << in.rdbuf();
+  json::object reg = json::parse(text.str()).as_object();
+  EXPECT_EQ(reg["version"].as_int64(), 2);
+  auto& fields = reg["fields"].as_array();
+  ASSERT_EQ(fields.size(), 4u);
+  EXPECT_EQ(fields[3].as_object()["name"].as_string(), "color");
+  EXPECT_EQ(fields[3].as_object()["type"].as_string(), "string");
+  EXPECT_EQ(fields[3].as_object()["nullable"].as_bool(), true);
+  // each file names its schema version in its Parquet key-value metadata
+  auto version_of = [&](const std::string& f) {
+    return query("SELECT decode(value) FROM parquet_kv_metadata(" + duck::quote_literal(f) +
+                 ") WHERE decode(key) = 'apilake_schema_version'");
+  };
+  ASSERT_EQ(r1.parquet.size(), 1u);
+  ASSERT_EQ(r2.parquet.size(), 1u);
+  EXPECT_EQ(version_of(r1.parquet[0]), "1;");
+  EXPECT_EQ(version_of(r2.parquet[0]), "2;");
+  // old and new files read together by column name: the old file's rows have NULL color
+  std::vector<std::string> all = r1.parquet;
+  all.insert(all.end(), r2.parquet.begin(), r2.parquet.end());
+  EXPECT_EQ(query("SELECT id, color FROM read_parquet(" + files(all) + ", union_by_name=true) ORDER BY id"),
+            "0,NULL;1,NULL;3,red;5,NULL;");
+  // batch 3: a later type drift on the evolved column is a dead letter like any other; a number is
+  // coerced to the string column
+  Result r3 = run(c, {page("3", R"({"items":[{"id":7,"color":{"r":1}},{"id":8,"color":12}]})")});
+  EXPECT_EQ(r3.rows, 1);
+  EXPECT_EQ(r3.deadlettered, 1);
+  EXPECT_EQ(r3.record_reasons, (std::vector<std::string>{"type_mismatch color"}));
+  EXPECT_TRUE(r3.schemas.empty());
+  EXPECT_EQ(query("SELECT id, color FROM read_parquet(" + files(r3.parquet) + ")"), "8,12;");
+}
+
+TEST(EvolvedField, InfersTypesAndSafeNames) {
+  EXPECT_EQ(evolved_field({"n", "12"}).type, FieldType::Int64);
+  EXPECT_EQ(evolved_field({"n", "-1.5e3"}).type, FieldType::Double);
+  EXPECT_EQ(evolved_field({"n", "123456789012345678901234"}).type, FieldType::Double);
+  EXPECT_EQ(evolved_field({"n", "true"}).type, FieldType::Bool);
+  EXPECT_EQ(evolved_field({"n", "\"x\""}).type, FieldType::String);
+  EXPECT_EQ(evolved_field({"n", "{\"a\":1}"}).type, FieldType::String);
+  EXPECT_EQ(evolved_field({"n", "null"}).type, FieldType::String);
+  EXPECT_EQ(evolved_field({"first-name", "1"}).name, "first_name");
+  EXPECT_EQ(evolved_field({"first-name", "1"}).path, "/first-name");
+  EXPECT_EQ(evolved_field({"a/b", "1"}).path, "/a~1b");
+  EXPECT_EQ(evolved_field({"_extraction_id", "1"}).name, "f__extraction_id");  // lineage names are reserved
+  EXPECT_EQ(evolved_field({"1st", "1"}).name, "f_1st");
+  Schema s;
+  s.fields = {field("name", FieldType::String)};
+  EXPECT_EQ(evolve_schema(s, {{"Name", "1"}, {"b", "1"}, {"b", "2"}}), 1u);  // case-insensitive clash skipped
+  EXPECT_EQ(s.version, 2);
+  EXPECT_EQ(evolve_schema(s, {{"b", "1"}}), 0u);
+  EXPECT_EQ(s.version, 2);
+}
+
+}  // namespace
+}  // namespace apilake
