@@ -34,6 +34,7 @@
 #include "app/embedded.h"
 #include "bus/ledger.h"
 #include "definition/definition.h"
+#include "source/source.h"
 
 namespace apilake {
 namespace {
@@ -180,6 +181,22 @@ int run_extract(CLI::App& app, Config config, const ExtractArgs& args) {
     std::cerr << "apilake extract: " << what << " declares no incremental cursor; --incremental needs one\n";
     return 2;
   }
+  // Same rule as POST /v1/extractions with "incremental": true: start from the stored cursor of
+  // the same other params (inclusive); no state yet = the params as given (a full first run).
+  std::optional<std::string> incremental_from;
+  if (args.incremental) {
+    if (auto stored = pipeline.extraction_store().incremental_state(source->name, endpoint->name,
+                                                                    incremental_key(*endpoint, params))) {
+      auto v = incremental_param_value(*endpoint, *stored);
+      if (!v) {
+        std::cerr << "apilake extract: the stored incremental cursor '" << *stored
+                  << "' is not a valid value for parameter '" << endpoint->incremental->param << "'\n";
+        return 1;
+      }
+      params[endpoint->incremental->param] = *v;
+      incremental_from = *v;
+    }
+  }
 
   Extraction ex;
   ex.id = new_id();
@@ -214,7 +231,10 @@ int run_extract(CLI::App& app, Config config, const ExtractArgs& args) {
     std::cerr << "apilake extract: the extraction queue is full\n";
     return 1;
   }
-  std::cerr << what << ": extraction " << ex.id << (args.incremental ? " (incremental)" : "") << "\n";
+  std::cerr << what << ": extraction " << ex.id
+            << (incremental_from ? " (incremental from " + *incremental_from + ")"
+                                 : args.incremental ? " (incremental: no stored cursor yet, full run)" : "")
+            << "\n";
 
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
   auto draw = [&](bool final_line) {
@@ -295,6 +315,7 @@ void register_extract(CLI::App& app, Config& config, Commands& out) {
   cmd->add_option("target", args->target, "SOURCE or SOURCE.ENDPOINT (the endpoint may be omitted if there is one)")
       ->required();
   cmd->add_option("--param,-p", args->params, "NAME=VALUE (repeatable)");
+  cmd->add_flag("--incremental", args->incremental, "start from the highest cursor value of earlier runs");
   cmd->add_flag("--example", args->example, "start from the endpoint's example params (--param overrides)");
   cmd->add_option("--data-dir", config.data_dir, "lake and state directory")->capture_default_str();
   cmd->add_option("--sources", config.sources_dir, "directory of source definitions")->capture_default_str();

@@ -193,6 +193,23 @@ TEST(PubSubBusEmulator, NackRedeliversAndExpiredLeaseRedelivers) {
   bus.ack(sub, {third[0].ack_id});
 }
 
+TEST(PubSubBusEmulator, PullHonoursTheLeaseAskedFor) {
+  PubSubBus bus(emulator_options());  // subscription ack deadline 10 s
+  const auto topic = unique("t"), sub = unique("s");
+  bus.create_topic(topic);
+  bus.create_subscription(sub, topic);
+  const auto id = bus.publish(topic, {{"y", {}, ""}}).at(0);
+  std::vector<Message> first;
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (first.empty() && std::chrono::steady_clock::now() < until) first = bus.pull(sub, 1, 1s);
+  ASSERT_EQ(first.size(), 1u);
+  // Not acked and leased for 1 s (not 10 s): it is delivered again.
+  auto again = pull_n(bus, sub, 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id, id);
+  bus.ack(sub, {again[0].ack_id});
+}
+
 TEST(PubSubBusEmulator, DeadLettersAfterFiveDeliveryAttempts) {
   auto o = emulator_options();
   o.ordering = false;  // dead letters + ordering crash the emulator (shared/notes/pubsub.md)

@@ -11,6 +11,7 @@
 
 #include "duck/duck.h"
 #include "harness.h"
+#include "support/parquet_compare.h"
 
 namespace json = boost::json;
 using namespace apilake;
@@ -233,6 +234,9 @@ TEST(EndToEnd, DemoExtractionReachesEveryZoneExactlyAsFetched) {
     EXPECT_FALSE(res.is_null(3, r));
   }
   EXPECT_EQ(actual, expected);
+  // ... and every bcb_sgs file by an independent Parquet implementation (hyparquet), value by value.
+  for (const auto& f : std::filesystem::recursive_directory_iterator(app.data_dir() / "curated/bcb_sgs"))
+    if (f.path().extension() == ".parquet") EXPECT_EQ(test::compare_parquet_readers(f.path().string()), "");
 
   // Dead letters: the planted record, verbatim, with a reason naming the field.
   auto dls = read_deadletters(app.data_dir());

@@ -49,11 +49,12 @@ class ApilakeProcess {
   ApilakeProcess(std::filesystem::path data_dir, std::vector<std::string> extra = {})
       : data_dir_(std::move(data_dir)), port_(free_port()), extra_(std::move(extra)) {}
   ~ApilakeProcess() { kill(SIGKILL); }
+  // Definitions directory for the next start() (default: the repo's sources/).
+  void set_sources(std::string dir) { sources_ = std::move(dir); }
 
   void start() {
     std::vector<std::string> args = {APILAKE_BINARY, "up", "--demo", "--port", std::to_string(port_),
-                                     "--data-dir", data_dir_.string(), "--sources",
-                                     std::string(APILAKE_SOURCE_DIR) + "/sources", "--log-level", "warn"};
+                                     "--data-dir", data_dir_.string(), "--sources", sources_, "--log-level", "warn"};
     args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -127,6 +128,7 @@ class ApilakeProcess {
   uint16_t port_;
   std::vector<std::string> extra_;
   std::vector<std::pair<std::string, std::string>> env_;
+  std::string sources_ = std::string(APILAKE_SOURCE_DIR) + "/sources";
   pid_t pid_ = -1;
   HttpClient client_{HttpOptions{}};
 };

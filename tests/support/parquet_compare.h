@@ -3,6 +3,7 @@
 // description of the first difference (use: EXPECT_EQ(compare_parquet_readers(f), "")).
 // Scalars are compared exactly (doubles to 1e-12 relative); nested values (list/struct) as JSON.
 #pragma once
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -35,6 +36,13 @@ inline bool same_json(const boost::json::value& a, const boost::json::value& b) 
     return std::fabs(x - y) <= 1e-12 * std::max(1.0, std::fabs(x));
   }
   if (a.is_number() && b.is_string()) return std::to_string(a.to_number<double>()) == std::to_string(std::stod(std::string(b.as_string())));
+  if (a.is_string() && b.is_int64() && a.as_string().size() == 10) {  // a nested DATE: ISO text vs days
+    const std::string d(a.as_string());
+    const std::chrono::year_month_day ymd{std::chrono::year(std::stoi(d.substr(0, 4))),
+                                          std::chrono::month(static_cast<unsigned>(std::stoi(d.substr(5, 2)))),
+                                          std::chrono::day(static_cast<unsigned>(std::stoi(d.substr(8, 2))))};
+    return std::chrono::sys_days(ymd).time_since_epoch().count() == b.as_int64();
+  }
   if (a.kind() != b.kind()) return false;
   if (a.is_array()) {
     const auto &x = a.as_array(), &y = b.as_array();
