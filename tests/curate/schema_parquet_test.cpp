@@ -107,12 +107,13 @@ TEST_F(SchemaParquet, DecimalStructListEnumRoundTrip) {
   EXPECT_EQ(cell(5, 1), "NULL");
   EXPECT_EQ(cell(6, 1), "[]");
   EXPECT_EQ(cell(7, 1), "NULL");
-  // hyparquet reads the same values; the comparison helper cannot cast a list of lists of decimals,
-  // so that column is left out of the second file (DuckDB checked it above).
-  const fs::path flat = dir_ / "types_without_matrix.parquet";
-  std::vector<Column> some(columns.begin(), columns.end() - 1);
+  // hyparquet reads the same values. The comparison helper (tests/support) cannot cast a list of
+  // lists of decimals and compares a DATE inside a list of structs as text vs day number, so those
+  // two columns are left out of the second file (DuckDB checked them above).
+  const fs::path flat = dir_ / "types_without_nested_dates.parquet";
+  std::vector<Column> some(columns.begin(), columns.end() - 2);
   std::vector<Row> some_rows;
-  for (const Row& r0 : rows) some_rows.push_back(Row(r0.begin(), r0.end() - 1));
+  for (const Row& r0 : rows) some_rows.push_back(Row(r0.begin(), r0.end() - 2));
   ParquetSink(db_).write(flat, some, some_rows);
   EXPECT_EQ(test::compare_parquet_readers(flat.string()), "");
 }

@@ -163,8 +163,8 @@ TEST_F(BundledSources, ParallelArraysWithContext_OpenMeteo) {
   EXPECT_EQ(as_int(rows[0].as_array()[1]), 47);
   EXPECT_DOUBLE_EQ(as_double(rows[1].as_array()[0]), 52.52);
   EXPECT_EQ(as_int(rows[1].as_array()[1]), 48);
-  EXPECT_EQ(rows[1].as_array()[2].as_string().substr(0, 19), "2024-01-01 00:00:00");
-  EXPECT_EQ(rows[1].as_array()[3].as_string().substr(0, 19), "2024-01-02 23:00:00");
+  EXPECT_EQ(std::string(rows[1].as_array()[2].as_string()).substr(0, 19), "2024-01-01 00:00:00");
+  EXPECT_EQ(std::string(rows[1].as_array()[3].as_string()).substr(0, 19), "2024-01-02 23:00:00");
 }
 
 TEST_F(BundledSources, NextUrl_PokeApi) { check({"pokeapi", "pokemon", {}, 3, 45, 1, "next_url, records /results"}); }

@@ -628,6 +628,41 @@ TEST(RateLimits, HeaderParsing) {
   EXPECT_EQ(rate_limit_wait(r, now), std::nullopt);
 }
 
+// --- params rendering ----------------------------------------------------------------------------
+
+TEST(Params, ListsEnumsAndDatesRenderIntoTheUrl) {
+  Source s = make_source("render", "https://api.example.org");
+  Endpoint& e = s.endpoints[0];
+  e.path = "/repos/{owner}/issues";
+  ParamSpec owner;
+  owner.name = owner.api_name = "owner";
+  owner.in = ParamLocation::Path;
+  owner.required = true;
+  ParamSpec labels;
+  labels.name = labels.api_name = "labels";
+  labels.type = ParamType::List;
+  ParamSpec vars;
+  vars.name = vars.api_name = "vars";
+  vars.type = ParamType::List;
+  vars.explode = true;
+  ParamSpec days;
+  days.name = days.api_name = "days";
+  days.type = ParamType::List;
+  days.item_type = ParamType::Date;
+  days.format = "dd/MM/yyyy";
+  days.separator = "|";
+  ParamSpec state;
+  state.name = state.api_name = "state";
+  state.type = ParamType::Enum;
+  state.values = {"open", "closed"};
+  e.params = {owner, labels, vars, days, state};
+  auto params = validate_params(e, {{"owner", "a/../b"}, {"labels", "bug,help wanted"}, {"vars", "t,rain"},
+                                    {"days", "2024-01-02,2024-02-03"}, {"state", "open"}});
+  EXPECT_EQ(first_page_url(s, e, params),
+            "https://api.example.org/repos/a%2F..%2Fb/issues?labels=bug%2Chelp%20wanted&vars=t&vars=rain"
+            "&days=02%2F01%2F2024%7C03%2F02%2F2024&state=open");
+}
+
 // --- incremental -----------------------------------------------------------------------------------
 
 Endpoint incremental_endpoint(ParamType type) {
