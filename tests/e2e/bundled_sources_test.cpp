@@ -151,7 +151,7 @@ TEST_F(BundledSources, LinkHeader_GitHub) {
 TEST_F(BundledSources, ParallelArraysWithContext_OpenMeteo) {
   check({"open_meteo", "forecast", {}, 1, 48, 0, "parallel_arrays + record_context (Berlin)"});
   check({"open_meteo", "forecast",
-         json::object{{"latitude", -23.55}, {"longitude", -46.63}, {"start_date", "2024-01-01"},
+         json::object{{"latitude", "-23.55"}, {"longitude", "-46.63"}, {"start_date", "2024-01-01"},
                       {"end_date", "2024-01-02"}},
          1, 48, 1, "parallel_arrays, a null temperature (São Paulo)"});
   // Zipped rows keep their hour and carry the page-level grid coordinates.
@@ -270,4 +270,12 @@ TEST(ExtractCommand, FailedExtractionExitsOneWithTheError) {
   EXPECT_EQ(r.out.find("demo-token-not-checked"), std::string::npos) << "secret leaked: " << r.out;
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+}
+
+// Written from docs/sources.md alone (the walkthrough's example): no pagination, nested pointers.
+TEST_F(BundledSources, WalkthroughDefinition_RestCountries) {
+  check({"restcountries", "by_region", {}, 1, 12, 1, "none, /name/common, /capital/0"});
+  auto rows = query_rows(*app_, "SELECT capital, independent FROM restcountries_by_region WHERE cca2 = 'PT'");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].as_array()[0].as_string(), "Lisbon");
 }

@@ -1,7 +1,9 @@
 // Test harness for end-to-end tests: runs the real build/apilake as a child process on a free
 // loopback port with its own data directory, and talks to it over HTTP.
 #pragma once
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +11,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -131,6 +135,119 @@ class ApilakeProcess {
   std::string sources_ = std::string(APILAKE_SOURCE_DIR) + "/sources";
   pid_t pid_ = -1;
   HttpClient client_{HttpOptions{}};
+};
+
+// Any child process (a role of the scale-out suite: `apilake serve|archive|curate`, or a server):
+// argv + extra environment, stdout and stderr appended to `log`. It dies with the test binary
+// (PR_SET_PDEATHSIG) and is SIGKILLed by its PID on destruction if still running.
+class ChildProcess {
+ public:
+  ChildProcess(std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env,
+               std::filesystem::path log)
+      : args_(std::move(args)), env_(std::move(env)), log_(std::move(log)) {}
+  ~ChildProcess() { kill(SIGKILL); }
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  void start() {
+    if (pid_ > 0) throw std::runtime_error("already running: " + args_.at(0));
+    if (::access(args_.at(0).c_str(), X_OK) != 0) throw std::runtime_error("not executable: " + args_.at(0));
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      for (const auto& [name, value] : env_) ::setenv(name.c_str(), value.c_str(), 1);
+      if (!log_.empty()) {
+        const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+          ::dup2(fd, STDOUT_FILENO);
+          ::dup2(fd, STDERR_FILENO);
+        }
+      }
+      std::vector<char*> argv;
+      for (auto& a : args_) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      std::perror("execv");
+      ::_exit(127);
+    }
+  }
+
+  // True while the child has not exited (reaps it when it has; exit_status() then tells how).
+  bool running() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      status_ = status;
+      return false;
+    }
+    return true;
+  }
+  std::optional<int> exit_status() const { return status_; }
+
+  // Sends `sig` and reaps the child (SIGTERM: waits up to `grace`, then SIGKILL).
+  void kill(int sig, std::chrono::milliseconds grace = std::chrono::seconds(10)) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    if (sig != SIGKILL && wait_exit(grace)) return;
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    status_ = status;
+    pid_ = -1;
+  }
+
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (!running()) return status_;
+      if (std::chrono::steady_clock::now() >= until) return std::nullopt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  // Waits until GET http://127.0.0.1:port/healthz answers 200; throws (with the log's tail) when the
+  // child exits first or `timeout` passes.
+  void wait_healthy(uint16_t port, std::chrono::milliseconds timeout) {
+    HttpOptions o;
+    o.connect_timeout = std::chrono::milliseconds(500);
+    o.timeout = std::chrono::milliseconds(2000);
+    HttpClient client(o);
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      try {
+        HttpRequest r;
+        r.url = "http://127.0.0.1:" + std::to_string(port) + "/healthz";
+        if (client.perform(r).status == 200) return;
+      } catch (const std::exception&) {
+      }
+      if (!running()) throw std::runtime_error(describe() + " exited during start-up:\n" + log_tail());
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    throw std::runtime_error(describe() + " did not answer /healthz:\n" + log_tail());
+  }
+
+  std::string log_tail(std::size_t max = 4000) const {
+    std::ifstream f(log_, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    return all.size() > max ? all.substr(all.size() - max) : all;
+  }
+  std::string describe() const {
+    std::string s;
+    for (const auto& a : args_) s += (s.empty() ? "" : " ") + a;
+    return s;
+  }
+  pid_t pid() const { return pid_; }
+  const std::filesystem::path& log() const { return log_; }
+
+ private:
+  std::vector<std::string> args_;
+  std::vector<std::pair<std::string, std::string>> env_;
+  std::filesystem::path log_;
+  pid_t pid_ = -1;
+  std::optional<int> status_;
 };
 
 // Runs a shell command, returns its stdout; throws when it exits non-zero.

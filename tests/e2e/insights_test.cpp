@@ -188,7 +188,7 @@ TEST(InsightsE2E, FreshAfterExtractionServedInThreeFormatsWithConditionalGets) {
   // /metrics: well-formed exposition lines, and it counted the extraction.
   auto m = app.get("/metrics");
   ASSERT_EQ(m.status, 200);
-  std::regex sample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? -?[0-9.eE+-]+(Inf)?$)");
+  std::regex sample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]+="[^"]*",?)*\})? -?[0-9.eE+-]+$)");
   std::map<std::string, double> values;
   std::istringstream lines(m.body);
   std::string line;
