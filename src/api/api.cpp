@@ -227,13 +227,14 @@ ServerResponse Api::create_extraction(const ServerRequest& request) {
         case json::kind::string: given[key] = std::string(v.as_string()); break;
         case json::kind::int64: given[key] = std::to_string(v.as_int64()); break;
         case json::kind::uint64: given[key] = std::to_string(v.as_uint64()); break;
-        case json::kind::double_: given[key] = json::serialize(v); break;
+        case json::kind::double_: given[key] = fmt::format("{}", v.as_double()); break;  // shortest: -23.55, not -2.355E1
         case json::kind::bool_: given[key] = v.as_bool() ? "true" : "false"; break;
         case json::kind::null: break;  // same as absent
         case json::kind::array: {  // a list parameter: items joined by commas, as validate_params takes them
           std::string joined;
           for (const auto& item : v.as_array()) {
             if (item.is_string()) joined += (joined.empty() ? "" : ",") + std::string(item.as_string());
+            else if (item.is_double()) joined += (joined.empty() ? "" : ",") + fmt::format("{}", item.as_double());
             else if (item.is_number() || item.is_bool()) joined += (joined.empty() ? "" : ",") + json::serialize(item);
             else return problem(400, "Bad Request", "items of parameter '" + key + "' must be strings or numbers");
           }

@@ -1,0 +1,357 @@
+// Scale-out end to end (issue 5, "Tests"): the real Pub/Sub emulator and a real S3 server (s3rver) on
+// loopback, then 2 `apilake serve --demo`, 3 `apilake curate` and 1 `apilake archive` processes sharing
+// the subscriptions of one topic and one s3:// lake. Extractions go round-robin to the two API
+// processes; one curator is SIGKILLed after a third of them were submitted (its leased messages come
+// back after the ack deadline and another curator takes them). When every extraction is done, the lake
+// is downloaded and counted with independent readers: every (extraction, page) archived exactly once
+// (python3-avro), every valid record curated exactly once (DuckDB read_parquet), dead letters exactly
+// the fixtures' planted bad records, every object readable after download.
+//
+// Size: kExtractions = 120 (60 bcb_sgs × 1 page × 22 records, 60 openbrewerydb × 3 pages × 47 records:
+// 240 pages, 4140 records) — enough for many batches on every curator and the kill to land mid-run,
+// while the whole test stays around a minute on 2 shared cores (the emulator's JVM warm-up dominates).
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include "bus/object_ledger.h"
+#include "bus/pubsub_emulator.h"  // tests/bus/: the emulator harness shared with test_bus
+#include "duck/duck.h"
+#include "harness.h"
+#include "lake/s3_lake.h"
+#include "lake/s3_server.h"       // tests/lake/: the s3rver harness shared with test_lake
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using namespace apilake;
+using namespace apilake::test;
+
+namespace {
+
+[[maybe_unused]] auto* const kEmulatorEnv = ::testing::AddGlobalTestEnvironment(new PubSubEmulatorEnvironment);
+
+constexpr int kExtractions = 120;
+constexpr auto kConsumeTimeout = std::chrono::seconds(180);
+const std::string kSources = std::string(APILAKE_SOURCE_DIR) + "/sources";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string b64decode(const std::string& in) {
+  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -8;
+  for (char c : in) {
+    auto pos = chars.find(c);
+    if (pos == std::string::npos) break;
+    val = (val << 6) + static_cast<int>(pos);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<char>((val >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
+// The fixtures' planted bad records (see each source's fixtures/replay.yaml): bcb_sgs has a "valor"
+// of "" (a required double), openbrewerydb a null "name" (required). Counted from the page bodies so
+// the expectation follows the fixtures, not a constant.
+int64_t planted_bad_records(const std::string& body) {
+  int64_t n = 0;
+  for (const auto& v : json::parse(body).as_array()) {
+    const auto& o = v.as_object();
+    if (auto* valor = o.if_contains("valor"); valor && valor->is_string() && valor->as_string().empty()) ++n;
+    if (auto* name = o.if_contains("name"); name && name->is_null()) ++n;
+  }
+  return n;
+}
+
+struct Archived {
+  std::string extraction_id, page, message_id, data;
+};
+
+std::vector<Archived> read_archive(const fs::path& raw_dir) {
+  std::vector<Archived> out;
+  if (!fs::exists(raw_dir)) return out;
+  std::istringstream lines(run_command("/usr/bin/python3 " + std::string(APILAKE_SOURCE_DIR) +
+                                       "/tests/e2e/read_avro.py " + raw_dir.string()));
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto v = json::parse(line).as_object();
+    auto& attrs = v["attributes"].as_object();
+    out.push_back({std::string(attrs["extraction_id"].as_string()), std::string(attrs["page"].as_string()),
+                   std::string(v["message_id"].as_string()), b64decode(std::string(v["data"].as_string()))});
+  }
+  return out;
+}
+
+// Per extraction: dead letters under deadletter/**.jsonl (each line must parse).
+std::map<std::string, int64_t> deadletters_by_extraction(const fs::path& dir) {
+  std::map<std::string, int64_t> out;
+  if (!fs::exists(dir)) return out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    EXPECT_EQ(e.path().extension(), ".jsonl") << "unexpected file in deadletter/: " << e.path();
+    std::ifstream f(e.path());
+    std::string line;
+    while (std::getline(f, line))
+      if (!line.empty()) out[std::string(json::parse(line).as_object().at("extraction_id").as_string())]++;
+  }
+  return out;
+}
+
+HttpResponse http(uint16_t port, const std::string& method, const std::string& path, const std::string& body = "") {
+  HttpOptions o;
+  o.timeout = std::chrono::seconds(20);
+  static thread_local HttpClient client(o);
+  HttpRequest r;
+  r.method = method;
+  r.url = "http://127.0.0.1:" + std::to_string(port) + path;
+  r.body = body;
+  r.headers = {{"Content-Type", "application/json"}};
+  return client.perform(r);
+}
+
+json::object example_of(uint16_t port, const std::string& source, const std::string& endpoint) {
+  auto r = http(port, "GET", "/v1/sources");
+  EXPECT_EQ(r.status, 200) << r.body;
+  for (auto& s : json::parse(r.body).as_object()["sources"].as_array())
+    if (s.as_object().at("name").as_string() == source)
+      for (auto& e : s.as_object().at("endpoints").as_array())
+        if (e.as_object().at("name").as_string() == endpoint) return e.as_object().at("example").as_object();
+  ADD_FAILURE() << "no example for " << source << "." << endpoint;
+  return {};
+}
+
+// Archived messages per extraction, from the archiver's committed manifests in the lake ledger.
+std::map<std::string, int64_t> archived_counts(S3Lake& lake) {
+  std::map<std::string, int64_t> out;
+  for (const auto& path : lake.list("_ledger/archive")) {
+    if (path.size() < 15 || path.compare(path.size() - 15, 15, ".committed.json") != 0) continue;
+    auto text = lake.get(path);
+    if (!text) continue;
+    for (const auto& [id, c] : parse_manifest(*text).counts) out[id] += c.rows;
+  }
+  return out;
+}
+
+struct Submitted {
+  std::string id;
+  std::size_t serve = 0;  // index of the serve process that accepted it (its store has the status)
+  std::string source;
+};
+
+TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
+  // --- The distributed engines: real Pub/Sub emulator and s3rver, on loopback. ------------------
+  const std::string emulator = PubSubEmulator::host();
+  S3Server& s3 = S3Server::shared();
+  const auto dir = temp_dir("scaleout");
+  const std::string prefix = "scaleout-" + dir.filename().string();
+  const std::string binary = APILAKE_BINARY;
+  ASSERT_TRUE(fs::exists(binary)) << binary << " is not built";
+
+  {
+    std::ofstream cfg(dir / "apilake.yaml");
+    cfg << "data_dir: s3://" << S3Server::kBucket << "/" << prefix << "\n"
+        << "s3: {endpoint: " << s3.endpoint() << ", region: us-east-1}\n"
+        << "bus: {kind: pubsub, topic: pages}\n"
+        << "pubsub: {project: scaleout, endpoint: http://" << emulator << ", ordering: true}\n"
+        << "sources: " << kSources << "\n"
+        << "batch_max_age_ms: 500\n"
+        // Pub/Sub's minimum: the killed curator's leased messages are redelivered after 10 s.
+        << "ack_deadline_s: 10\n"
+        << "log_level: warn\n";
+  }
+  const std::string config = (dir / "apilake.yaml").string();
+
+  // --- The roles. -----------------------------------------------------------------------------
+  std::vector<std::unique_ptr<ChildProcess>> serves, curators, archivers;
+  std::vector<uint16_t> ports;
+  auto role = [&](const std::string& name, int n, std::vector<std::string> extra) {
+    std::vector<std::string> args = {binary, name, "--config", config};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const std::string tag = name + std::to_string(n);
+    std::vector<std::pair<std::string, std::string>> env = {
+        {"AWS_ACCESS_KEY_ID", "S3RVER"},
+        {"AWS_SECRET_ACCESS_KEY", "S3RVER"},
+        {"APILAKE_CACHE_DIR", (dir / ("cache-" + tag)).string()},
+    };
+    auto p = std::make_unique<ChildProcess>(args, env, dir / (tag + ".log"));
+    p->start();
+    return p;
+  };
+  archivers.push_back(role("archive", 0, {}));
+  for (int i = 0; i < 3; ++i) curators.push_back(role("curate", i, {}));
+  for (int i = 0; i < 2; ++i) {
+    ports.push_back(free_port());
+    serves.push_back(role("serve", i, {"--port", std::to_string(ports.back()), "--demo"}));
+  }
+  for (std::size_t i = 0; i < serves.size(); ++i) ASSERT_NO_THROW(serves[i]->wait_healthy(ports[i], std::chrono::seconds(60)));
+  auto all_roles = [&] {
+    std::vector<ChildProcess*> out;
+    for (auto* group : {&serves, &curators, &archivers})
+      for (auto& p : *group) out.push_back(p.get());
+    return out;
+  };
+  for (auto* p : all_roles()) ASSERT_TRUE(p->running()) << p->describe() << " exited:\n" << p->log_tail();
+
+  // --- Submit, round-robin, alternating datasets; kill a curator a third of the way in. ----------
+  const json::object bcb = example_of(ports[0], "bcb_sgs", "series");
+  const json::object brewery = example_of(ports[0], "openbrewerydb", "breweries");
+  std::vector<Submitted> submitted;
+  for (int i = 0; i < kExtractions; ++i) {
+    const bool is_bcb = i % 2 == 0;
+    json::object body{{"source", is_bcb ? "bcb_sgs" : "openbrewerydb"},
+                      {"endpoint", is_bcb ? "series" : "breweries"},
+                      {"params", is_bcb ? bcb : brewery}};
+    const std::size_t s = static_cast<std::size_t>(i) % serves.size();
+    auto r = http(ports[s], "POST", "/v1/extractions", json::serialize(body));
+    ASSERT_EQ(r.status, 202) << "extraction " << i << " on serve" << s << ": " << r.body;
+    submitted.push_back({std::string(json::parse(r.body).as_object()["id"].as_string()), s,
+                         is_bcb ? "bcb_sgs" : "openbrewerydb"});
+    if (i == kExtractions / 3) {
+      // Mid-run: it has been consuming for a while (its batches are in flight or committed).
+      curators[0]->kill(SIGKILL);
+      ASSERT_TRUE(curators[0]->exit_status() && WIFSIGNALED(*curators[0]->exit_status()));
+    }
+  }
+
+  // --- Wait until every extraction succeeded, was fully curated and fully archived. ---------------
+  auto lake_config = s3.config(prefix, dir / "staging-test");
+  lake_config.retry.max_attempts = 4;
+  S3Lake lake(lake_config);
+  std::map<std::string, json::object> status;
+  std::set<std::string> waiting;
+  for (const auto& s : submitted) waiting.insert(s.id);
+  std::map<std::string, int64_t> archived;
+  const auto deadline = std::chrono::steady_clock::now() + kConsumeTimeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const auto& s : submitted) {
+      if (!waiting.count(s.id)) continue;
+      auto r = http(ports[s.serve], "GET", "/v1/extractions/" + s.id);
+      ASSERT_EQ(r.status, 200) << s.id << ": " << r.body;
+      auto o = json::parse(r.body).as_object();
+      status[s.id] = o;
+      ASSERT_NE(o["status"].as_string(), "failed") << json::serialize(o);
+      if (o["status"].as_string() == "succeeded" &&
+          o["curated"].as_int64() + o["deadlettered"].as_int64() == o["records"].as_int64())
+        waiting.erase(s.id);
+    }
+    if (waiting.empty()) {
+      archived = archived_counts(lake);
+      bool all = true;
+      for (const auto& s : submitted) all = all && archived[s.id] >= status[s.id]["pages"].as_int64();
+      if (all) break;
+    }
+    for (auto* p : all_roles())
+      if (p != curators[0].get()) ASSERT_TRUE(p->running()) << p->describe() << " exited:\n" << p->log_tail();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_TRUE(waiting.empty()) << waiting.size() << " of " << kExtractions
+                               << " extractions not fully curated within " << kConsumeTimeout.count()
+                               << " s, e.g. " << json::serialize(status[*waiting.begin()]);
+  {
+    int64_t short_of = 0;
+    for (const auto& s : submitted) short_of += std::max<int64_t>(0, status[s.id]["pages"].as_int64() - archived[s.id]);
+    ASSERT_EQ(short_of, 0) << "pages not archived within " << kConsumeTimeout.count() << " s";
+  }
+  // A clean stop of every role: what is in the lake now is final.
+  for (auto* p : all_roles()) p->kill(SIGTERM);
+  for (std::size_t i = 1; i < curators.size(); ++i)
+    EXPECT_TRUE(curators[i]->exit_status() && WIFEXITED(*curators[i]->exit_status()))
+        << curators[i]->describe() << " did not stop cleanly:\n" << curators[i]->log_tail();
+
+  // --- Download the lake. -----------------------------------------------------------------------
+  const fs::path local = dir / "lake";
+  std::size_t objects = 0;
+  for (const auto& path : lake.list("")) {
+    auto bytes = lake.get(path);
+    ASSERT_TRUE(bytes.has_value()) << path << " listed but not readable";
+    fs::create_directories((local / path).parent_path());
+    std::ofstream(local / path, std::ios::binary) << *bytes;
+    ++objects;
+  }
+  ASSERT_GT(objects, 0u);
+
+  // --- Archive: each (extraction, page) exactly once, byte-identical to a fixture body. -----------
+  std::set<std::string> bodies;
+  for (const char* source : {"bcb_sgs", "openbrewerydb"})
+    for (const auto& e : fs::directory_iterator(kSources + "/" + source + "/fixtures"))
+      if (e.path().extension() == ".json") bodies.insert(slurp(e.path()));
+  std::map<std::string, std::map<std::string, int>> page_copies;
+  std::map<std::string, std::set<std::string>> archived_message_ids;
+  std::map<std::string, int64_t> records, expected_dead;
+  for (const auto& m : read_archive(local / "raw")) {
+    EXPECT_TRUE(bodies.count(m.data)) << "archived page of " << m.extraction_id << " is not a fixture body";
+    archived_message_ids[m.extraction_id].insert(m.message_id);
+    if (++page_copies[m.extraction_id][m.page] == 1) {
+      records[m.extraction_id] += static_cast<int64_t>(json::parse(m.data).as_array().size());
+      expected_dead[m.extraction_id] += planted_bad_records(m.data);
+    }
+  }
+
+  // --- Curated: every object readable by DuckDB; rows per extraction; no duplicates. ---------------
+  duck::Database db;
+  duck::Connection con(db);
+  std::size_t parquet_files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(local / "curated")) {
+    if (!e.is_regular_file()) continue;
+    EXPECT_EQ(e.path().extension(), ".parquet") << e.path();
+    EXPECT_NO_THROW(con.query("SELECT count(*) FROM read_parquet(" + duck::quote_literal(e.path().string()) + ")"))
+        << e.path();
+    ++parquet_files;
+  }
+  EXPECT_GT(parquet_files, 0u);
+  std::map<std::string, int64_t> rows;
+  for (const char* ds : {"bcb_sgs/series", "openbrewerydb/breweries"}) {
+    const std::string files = duck::quote_literal((local / "curated" / ds / "**" / "*.parquet").string());
+    auto res = con.query("SELECT _extraction_id, count(*) FROM read_parquet(" + files + ") GROUP BY 1");
+    for (std::size_t r = 0; r < res.row_count(); ++r) rows[*res.text(0, r)] += res.int64(1, r);
+    // The same record of the same message twice = curated twice (a redelivery written again).
+    auto dups = con.query("SELECT count(*), coalesce(sum(c), 0) FROM (SELECT * EXCLUDE (_ingested_at, _replayed_at), "
+                          "count(*) AS c FROM read_parquet(" + files + ") GROUP BY ALL HAVING count(*) > 1)");
+    EXPECT_EQ(dups.int64(0, 0), 0) << ds << ": " << dups.int64(1, 0) << " rows are copies of another row";
+    // Every curated row comes from a message the archiver holds for the same extraction.
+    auto ids = con.query("SELECT DISTINCT _extraction_id, _message_id FROM read_parquet(" + files + ")");
+    for (std::size_t r = 0; r < ids.row_count(); ++r)
+      EXPECT_TRUE(archived_message_ids[*ids.text(0, r)].count(*ids.text(1, r)))
+          << ds << ": rows of message " << *ids.text(1, r) << " not archived for " << *ids.text(0, r);
+  }
+  auto dead = deadletters_by_extraction(local / "deadletter");
+
+  // --- Per extraction. ----------------------------------------------------------------------------
+  int64_t total_records = 0;
+  for (const auto& s : submitted) {
+    auto& st = status[s.id];
+    const std::string& id = s.id;
+    EXPECT_EQ(static_cast<int64_t>(page_copies[id].size()), st["pages"].as_int64()) << id << ": a page not archived";
+    for (const auto& [page, copies] : page_copies[id]) EXPECT_EQ(copies, 1) << id << " page " << page << " archived";
+    EXPECT_EQ(records[id], st["records"].as_int64()) << id;
+    EXPECT_GT(records[id], 0) << id;
+    EXPECT_EQ(dead[id], expected_dead[id]) << id << " (" << s.source << "): dead letters vs planted bad records";
+    EXPECT_EQ(rows[id], records[id] - expected_dead[id]) << id << " (" << s.source << "): curated rows vs valid records";
+    EXPECT_EQ(rows[id], st["curated"].as_int64()) << id;
+    EXPECT_EQ(dead[id], st["deadlettered"].as_int64()) << id;
+    total_records += records[id];
+  }
+  EXPECT_EQ(rows.size(), submitted.size()) << "curated rows of extractions nobody submitted";
+  // The fixtures plant one bad record per extraction of each of these datasets (not a vacuous check).
+  EXPECT_EQ(expected_dead[submitted[0].id], 1);
+  EXPECT_EQ(expected_dead[submitted[1].id], 1);
+  EXPECT_GT(total_records, 0);
+
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+}  // namespace
