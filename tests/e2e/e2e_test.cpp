@@ -236,7 +236,9 @@ TEST(EndToEnd, DemoExtractionReachesEveryZoneExactlyAsFetched) {
   EXPECT_EQ(actual, expected);
   // ... and every bcb_sgs file by an independent Parquet implementation (hyparquet), value by value.
   for (const auto& f : std::filesystem::recursive_directory_iterator(app.data_dir() / "curated/bcb_sgs"))
-    if (f.path().extension() == ".parquet") EXPECT_EQ(test::compare_parquet_readers(f.path().string()), "");
+    if (f.path().extension() == ".parquet") {
+      EXPECT_EQ(test::compare_parquet_readers(f.path().string()), "");
+    }
 
   // Dead letters: the planted record, verbatim, with a reason naming the field.
   auto dls = read_deadletters(app.data_dir());
