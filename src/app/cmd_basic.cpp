@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "app/commands.h"
-#include "app/embedded.h"
+#include "app/pipeline.h"
 #include "app/replay.h"
 #include "definition/definition.h"
 #include "insight/query.h"
@@ -20,6 +20,29 @@ void register_up(CLI::App& app, Config& config, Commands& out) {
   up->add_option("--batch-max-age-ms", config.batch_max_age_ms, "flush consumer batches after this long")
       ->capture_default_str();
   out.push_back({up, [&config] { return run_up(config); }});
+
+  // Scale-out roles: the same pipeline, one role per process (see app/pipeline.h).
+  struct Role {
+    const char* name;
+    const char* help;
+    Roles roles;
+  };
+  for (const Role& r : {Role{"serve", "run the API and fetch workers (publish pages to the bus)", Roles{true, false, false}},
+                        Role{"archive", "run one archiver (consumer of the 'archive' subscription)", Roles{false, true, false}},
+                        Role{"curate", "run one curator (consumer of the 'curate' subscription)", Roles{false, false, true}}}) {
+    auto* sub = app.add_subcommand(r.name, r.help);
+    sub->add_option("--data-dir", config.data_dir, "lake: a directory, s3://bucket/prefix or gs://bucket/prefix");
+    sub->add_option("--sources", config.sources_dir, "directory of source definitions");
+    if (r.roles.api) {
+      sub->add_option("--host", config.host, "address to bind");
+      sub->add_option("--port", config.port, "API port");
+      sub->add_flag("--demo", config.demo, "replay the bundled sources' recorded responses on loopback");
+      sub->add_option("--api-key", config.api_keys, "API key (repeatable)");
+    }
+    out.push_back({sub, [&config, roles = r.roles, name = r.name] {
+                     return run_pipeline(config, roles, (std::string("apilake ") + name).c_str());
+                   }});
+  }
 }
 
 void register_sources(CLI::App& app, Config&, Commands& out) {

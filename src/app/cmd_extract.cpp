@@ -1,6 +1,6 @@
 // `apilake extract SOURCE[.ENDPOINT] --param k=v ... [--example] [--incremental] [--demo]`: one
 // extraction from the shell, in this process, with the same pieces as `apilake up` minus the HTTP
-// API (EmbeddedPipeline::start_without_api): the fetch worker publishes each page to the configured
+// API (Pipeline::start_without_api): the fetch worker publishes each page to the configured
 // bus, and the archiver and curator run too, so when the command returns the pages are archived and
 // the records are curated (or dead-lettered) and queryable with `apilake query`. What a user expects
 // from "extract" is data they can query; publishing alone would leave the pages waiting in the bus
@@ -31,7 +31,7 @@
 #include "api/extraction_service.h"
 #include "api/extraction_store.h"
 #include "app/commands.h"
-#include "app/embedded.h"
+#include "app/pipeline.h"
 #include "bus/ledger.h"
 #include "definition/definition.h"
 #include "source/source.h"
@@ -141,7 +141,7 @@ int run_extract(CLI::App& app, Config config, const ExtractArgs& args) {
     given[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
 
-  EmbeddedPipeline pipeline(config);
+  Pipeline pipeline(config);
   const Source* source = nullptr;
   for (const auto& s : pipeline.sources())
     if (s.name == source_name) source = &s;

@@ -105,19 +105,22 @@ class CountingBus final : public Bus {
 
 // All of the above for the embedded pipeline, plus the scrape-time gauges.
 struct PipelineObservers {
-  PipelineObservers(SqliteBus& bus, Metrics& metrics, InsightService* insights, BatchHandler& archiver,
-                    BatchHandler& curator)
+  // sqlite: the embedded bus, for the backlog gauge (nullptr on Pub/Sub, whose backlog is Cloud
+  // Monitoring's num_undelivered_messages).
+  PipelineObservers(Bus& bus, Ledger& ledger, SqliteBus* sqlite, Metrics& metrics, InsightService* insights,
+                    BatchHandler& archiver, BatchHandler& curator)
       : archive_handler(archiver),
         curate_handler(curator),
-        archive_ledger(bus, "archive", archive_handler, metrics, insights),
-        curate_ledger(bus, "curate", curate_handler, metrics, insights),
+        archive_ledger(ledger, "archive", archive_handler, metrics, insights),
+        curate_ledger(ledger, "curate", curate_handler, metrics, insights),
         counting_bus(bus, metrics) {
-    metrics.add_collector([&bus](std::string& out) {
-      out += "# HELP apilake_bus_backlog_messages Messages waiting (not acked, not dead) per subscription.\n"
-             "# TYPE apilake_bus_backlog_messages gauge\n";
-      for (const char* s : {"archive", "curate"})
-        out += fmt::format("apilake_bus_backlog_messages{{subscription=\"{}\"}} {}\n", s, bus.backlog(s));
-    });
+    if (sqlite)
+      metrics.add_collector([sqlite](std::string& out) {
+        out += "# HELP apilake_bus_backlog_messages Messages waiting (not acked, not dead) per subscription.\n"
+               "# TYPE apilake_bus_backlog_messages gauge\n";
+        for (const char* s : {"archive", "curate"})
+          out += fmt::format("apilake_bus_backlog_messages{{subscription=\"{}\"}} {}\n", s, sqlite->backlog(s));
+      });
     if (!insights) return;
     metrics.add_collector([insights](std::string& out) {
       auto stats = insights->dataset_stats();

@@ -97,7 +97,9 @@ TEST(CuratedZone, DeadLetterReplayWritesTheFixedRowOnce) {
   EXPECT_EQ(rows.text(2, 0), "");
   EXPECT_EQ(rows.text(3, 0), "true");
   for (const auto& f : fs::recursive_directory_iterator(dir / "data/curated/bcb_sgs"))
-    if (f.path().extension() == ".parquet") EXPECT_EQ(compare_parquet_readers(f.path().string()), "");
+    if (f.path().extension() == ".parquet") {
+      EXPECT_EQ(compare_parquet_readers(f.path().string()), "");
+    }
   // Visible to SQL through the API: fetched = curated + replayed.
   auto q = app.post("/v1/query", json::serialize(json::object{
                                      {"sql", "SELECT count(*) FROM bcb_sgs_series WHERE _extraction_id = '" + id + "'"}}));
