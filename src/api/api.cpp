@@ -231,6 +231,8 @@ ServerResponse Api::create_extraction(const ServerRequest& request) {
         case json::kind::bool_: given[key] = v.as_bool() ? "true" : "false"; break;
         case json::kind::null: break;  // same as absent
         case json::kind::array: {  // a list parameter: items joined by commas, as validate_params takes them
+          if (const ParamSpec* spec = endpoint->param(key); spec && spec->type != ParamType::List)
+            return problem(400, "Bad Request", "parameter '" + key + "' takes one value, not a list");
           std::string joined;
           for (const auto& item : v.as_array()) {
             if (item.is_string()) joined += (joined.empty() ? "" : ",") + std::string(item.as_string());

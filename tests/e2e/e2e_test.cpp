@@ -312,7 +312,7 @@ TEST(EndToEnd, BadRequestsGetProblemBodiesAndTheServerKeepsServing) {
       {"POST", "/v1/extractions",
        R"({"source":"bcb_sgs","endpoint":"series","params":{"series":11,"start":"2024-02-30","end":"2024-01-31"}})", 400, "start"},
       {"POST", "/v1/extractions",
-       R"({"source":"bcb_sgs","endpoint":"series","params":{"series":[11]}})", 400, "series"},
+       R"({"source":"bcb_sgs","endpoint":"series","params":{"series":[11],"start":"2024-01-01","end":"2024-01-31"}})", 400, "series"},
       {"GET", "/v1/extractions/does-not-exist", "", 404, "no such extraction"},
       {"DELETE", "/v1/extractions", "", 405, "not allowed"},
       {"POST", "/v1/query", "{}", 400, "sql"},

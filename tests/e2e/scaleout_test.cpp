@@ -7,9 +7,9 @@
 // (python3-avro), every valid record curated exactly once (DuckDB read_parquet), dead letters exactly
 // the fixtures' planted bad records, every object readable after download.
 //
-// Size: kExtractions = 120 (60 bcb_sgs × 1 page × 22 records, 60 openbrewerydb × 3 pages × 47 records:
-// 240 pages, 4140 records) — enough for many batches on every curator and the kill to land mid-run,
-// while the whole test stays around a minute on 2 shared cores (the emulator's JVM warm-up dominates).
+// Size: kExtractions = 200 (100 bcb_sgs × 1 page × 22 records, 100 openbrewerydb × 3 pages × 47
+// records: 400 pages, 6900 records) — many batches on every curator and the kill lands mid-run, while
+// the whole test stays well under a minute on 2 shared cores.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -35,7 +35,7 @@ namespace {
 
 [[maybe_unused]] auto* const kEmulatorEnv = ::testing::AddGlobalTestEnvironment(new PubSubEmulatorEnvironment);
 
-constexpr int kExtractions = 120;
+constexpr int kExtractions = 200;
 constexpr auto kConsumeTimeout = std::chrono::seconds(180);
 const std::string kSources = std::string(APILAKE_SOURCE_DIR) + "/sources";
 
@@ -68,7 +68,8 @@ std::string b64decode(const std::string& in) {
 // the expectation follows the fixtures, not a constant.
 int64_t planted_bad_records(const std::string& body) {
   int64_t n = 0;
-  for (const auto& v : json::parse(body).as_array()) {
+  const json::value page = json::parse(body);
+  for (const auto& v : page.as_array()) {
     const auto& o = v.as_object();
     if (auto* valor = o.if_contains("valor"); valor && valor->is_string() && valor->as_string().empty()) ++n;
     if (auto* name = o.if_contains("name"); name && name->is_null()) ++n;
@@ -125,7 +126,8 @@ HttpResponse http(uint16_t port, const std::string& method, const std::string& p
 json::object example_of(uint16_t port, const std::string& source, const std::string& endpoint) {
   auto r = http(port, "GET", "/v1/sources");
   EXPECT_EQ(r.status, 200) << r.body;
-  for (auto& s : json::parse(r.body).as_object()["sources"].as_array())
+  json::value all = json::parse(r.body);
+  for (auto& s : all.as_object()["sources"].as_array())
     if (s.as_object().at("name").as_string() == source)
       for (auto& e : s.as_object().at("endpoints").as_array())
         if (e.as_object().at("name").as_string() == endpoint) return e.as_object().at("example").as_object();
@@ -141,6 +143,22 @@ std::map<std::string, int64_t> archived_counts(S3Lake& lake) {
     auto text = lake.get(path);
     if (!text) continue;
     for (const auto& [id, c] : parse_manifest(*text).counts) out[id] += c.rows;
+  }
+  return out;
+}
+
+// Committed curate batches whose manifest names a process with this pid as owner (the pipeline's
+// instance names end in "-curate-<pid>", src/app/pipeline.cpp).
+std::vector<std::string> curate_batches_by(S3Lake& lake, pid_t pid) {
+  std::vector<std::string> out;
+  const std::string suffix = "-curate-" + std::to_string(pid);
+  for (const auto& path : lake.list("_ledger/curate")) {
+    if (path.size() < 15 || path.compare(path.size() - 15, 15, ".committed.json") != 0) continue;
+    auto text = lake.get(path);
+    std::string owner;
+    if (text) parse_manifest(*text, &owner);
+    if (owner.size() >= suffix.size() && owner.compare(owner.size() - suffix.size(), suffix.size(), suffix) == 0)
+      out.push_back(path);
   }
   return out;
 }
@@ -167,7 +185,7 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
         << "bus: {kind: pubsub, topic: pages}\n"
         << "pubsub: {project: scaleout, endpoint: http://" << emulator << ", ordering: true}\n"
         << "sources: " << kSources << "\n"
-        << "batch_max_age_ms: 500\n"
+        << "batch_max_age_ms: 1000\n"
         // Pub/Sub's minimum: the killed curator's leased messages are redelivered after 10 s.
         << "ack_deadline_s: 10\n"
         << "log_level: warn\n";
@@ -208,7 +226,18 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
   // --- Submit, round-robin, alternating datasets; kill a curator a third of the way in. ----------
   const json::object bcb = example_of(ports[0], "bcb_sgs", "series");
   const json::object brewery = example_of(ports[0], "openbrewerydb", "breweries");
+  auto lake_config = s3.config(prefix, dir / "staging-test");
+  lake_config.retry.max_attempts = 4;
+  S3Lake lake(lake_config);
   std::vector<Submitted> submitted;
+  std::size_t killed_after = 0;
+  auto killed_at = std::chrono::steady_clock::now();
+  const pid_t killed_pid = curators[0]->pid();
+  auto kill_curator = [&] {
+    curators[0]->kill(SIGKILL);
+    killed_after = submitted.size();
+    killed_at = std::chrono::steady_clock::now();
+  };
   for (int i = 0; i < kExtractions; ++i) {
     const bool is_bcb = i % 2 == 0;
     json::object body{{"source", is_bcb ? "bcb_sgs" : "openbrewerydb"},
@@ -219,17 +248,28 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
     ASSERT_EQ(r.status, 202) << "extraction " << i << " on serve" << s << ": " << r.body;
     submitted.push_back({std::string(json::parse(r.body).as_object()["id"].as_string()), s,
                          is_bcb ? "bcb_sgs" : "openbrewerydb"});
-    if (i == kExtractions / 3) {
-      // Mid-run: it has been consuming for a while (its batches are in flight or committed).
-      curators[0]->kill(SIGKILL);
-      ASSERT_TRUE(curators[0]->exit_status() && WIFSIGNALED(*curators[0]->exit_status()));
-    }
+    // Paced (~3 s for all) so that pages keep arriving while the curators run and the kill finds
+    // the first curator holding an open batch of leased, unacked messages.
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    // Mid-run: from a third of the way in, the first curator dies as soon as it has committed a
+    // batch (so it was consuming; it keeps pulling, so it usually holds leased messages too).
+    if (i >= kExtractions / 3 && curators[0]->running() && !curate_batches_by(lake, curators[0]->pid()).empty())
+      kill_curator();
   }
+  if (curators[0]->running()) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (curate_batches_by(lake, curators[0]->pid()).empty() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_FALSE(curate_batches_by(lake, curators[0]->pid()).empty())
+        << "curator 0 committed nothing within 60 s:\n" << curators[0]->log_tail();
+    kill_curator();
+  }
+  ASSERT_TRUE(curators[0]->exit_status() && WIFSIGNALED(*curators[0]->exit_status()));
+
+  std::printf("[ scaleout ] curator pid %d SIGKILLed after %zu of %d extractions were submitted\n",
+              static_cast<int>(killed_pid), killed_after, kExtractions);
 
   // --- Wait until every extraction succeeded, was fully curated and fully archived. ---------------
-  auto lake_config = s3.config(prefix, dir / "staging-test");
-  lake_config.retry.max_attempts = 4;
-  S3Lake lake(lake_config);
   std::map<std::string, json::object> status;
   std::set<std::string> waiting;
   for (const auto& s : submitted) waiting.insert(s.id);
@@ -254,9 +294,13 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
       if (all) break;
     }
     for (auto* p : all_roles())
-      if (p != curators[0].get()) ASSERT_TRUE(p->running()) << p->describe() << " exited:\n" << p->log_tail();
+      if (p != curators[0].get()) {
+        ASSERT_TRUE(p->running()) << p->describe() << " exited:\n" << p->log_tail();
+      }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  std::printf("[ scaleout ] everything consumed %.1f s after the kill\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count());
   ASSERT_TRUE(waiting.empty()) << waiting.size() << " of " << kExtractions
                                << " extractions not fully curated within " << kConsumeTimeout.count()
                                << " s, e.g. " << json::serialize(status[*waiting.begin()]);
@@ -265,6 +309,9 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
     for (const auto& s : submitted) short_of += std::max<int64_t>(0, status[s.id]["pages"].as_int64() - archived[s.id]);
     ASSERT_EQ(short_of, 0) << "pages not archived within " << kConsumeTimeout.count() << " s";
   }
+  // The subscription is shared: every curator took part (the killed one before it died).
+  for (std::size_t i = 1; i < curators.size(); ++i)
+    EXPECT_FALSE(curate_batches_by(lake, curators[i]->pid()).empty()) << "curator " << i << " committed nothing";
   // A clean stop of every role: what is in the lake now is final.
   for (auto* p : all_roles()) p->kill(SIGTERM);
   for (std::size_t i = 1; i < curators.size(); ++i)
