@@ -4,8 +4,8 @@
 //   publish    — N messages of 1 KB in one publish() call (durable when it returns)
 //   pull_ack   — N messages already published, pulled (≤ 500 a call, as the consumer does) and acked
 //   round_trip — one message published, pulled and acked: the latency a page sees on the bus
-// After the runs it prints msg/s for both buses and the PubSub/SQLite ratio. The emulator's JVM is
-// warmed up first (its first seconds under load are much slower, see notes/pubsub.md); the figures
+// After the runs it prints msg/s for both buses and the PubSub/SQLite ratio. Each Pub/Sub benchmark
+// gets a fresh, warmed-up emulator (slow JVM start, heap growth: see notes/pubsub.md); the figures
 // are the emulator's on 2 shared cores, not production Pub/Sub's.
 // Usage: build/bench/bus_bench [--benchmark_filter=...]   (APILAKE_BENCH_N: messages per call, 1000)
 #include <benchmark/benchmark.h>
@@ -120,11 +120,32 @@ class Emulator {
 std::unique_ptr<Emulator> g_emulator;
 fs::path g_dir;
 
+void drain(Bus& bus, const std::string& sub, std::size_t n);
+std::vector<OutMessage> batch(std::size_t n, std::size_t seq);
+
+// A bus with topic `name` and subscription `name`-sub. Pub/Sub: on a fresh emulator per benchmark
+// (it keeps every message in its heap and would run out over a whole run), warmed up with 5k
+// messages through publish, pull and ack before anything is measured.
 std::unique_ptr<Bus> make_bus(const std::string& kind, const std::string& name) {
   std::unique_ptr<Bus> bus;
   if (kind == "sqlite") {
     bus = std::make_unique<SqliteBus>(g_dir / (name + ".db"));
   } else {
+    g_emulator.reset();
+    g_emulator = std::make_unique<Emulator>();
+    {
+      PubSubOptions o;
+      o.project = "bench";
+      o.endpoint = "http://" + g_emulator->host();
+      o.ordering = false;
+      PubSubBus warm(o);
+      warm.create_topic("warmup");
+      warm.create_subscription("warmup-sub", "warmup");
+      for (std::size_t i = 0; i < 5; ++i) {
+        warm.publish("warmup", batch(1000, i * 1000));
+        drain(warm, "warmup-sub", 1000);
+      }
+    }
     PubSubOptions o;
     o.project = "bench";
     o.endpoint = "http://" + g_emulator->host();
@@ -152,6 +173,7 @@ void drain(Bus& bus, const std::string& sub, std::size_t n) {
   while (got < n) {
     auto msgs = bus.pull(sub, 500, std::chrono::seconds(60));
     if (msgs.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // not a hot loop of empty pulls
       if (std::chrono::steady_clock::now() - quiet_since > std::chrono::seconds(30))
         throw std::runtime_error("bus went quiet with " + std::to_string(n - got) + " messages to pull");
       continue;
@@ -234,18 +256,11 @@ int main(int argc, char** argv) {
   fs::create_directories(g_dir);
   int rc = 0;
   try {
-    g_emulator = std::make_unique<Emulator>();
-    {  // JVM warm-up: ~10k messages through publish, pull and ack before anything is measured.
-      auto bus = make_bus("pubsub", "warmup");
-      for (std::size_t i = 0; i < 10; ++i) {
-        bus->publish("warmup", batch(1000, i * 1000));
-        drain(*bus, "warmup-sub", 1000);
-      }
-    }
+    // Fixed iterations: both buses get exactly the same input (20 × N messages; 500 round trips).
     for (const std::string kind : {"sqlite", "pubsub"}) {
-      benchmark::RegisterBenchmark(("publish/" + kind).c_str(), BM_Publish, kind)->Unit(benchmark::kMillisecond)->MinTime(2.0);
-      benchmark::RegisterBenchmark(("pull_ack/" + kind).c_str(), BM_PullAck, kind)->Unit(benchmark::kMillisecond)->MinTime(2.0);
-      benchmark::RegisterBenchmark(("round_trip/" + kind).c_str(), BM_RoundTrip, kind)->Unit(benchmark::kMicrosecond)->MinTime(2.0);
+      benchmark::RegisterBenchmark(("publish/" + kind).c_str(), BM_Publish, kind)->Unit(benchmark::kMillisecond)->Iterations(20)->UseRealTime();
+      benchmark::RegisterBenchmark(("pull_ack/" + kind).c_str(), BM_PullAck, kind)->Unit(benchmark::kMillisecond)->Iterations(20)->UseRealTime();
+      benchmark::RegisterBenchmark(("round_trip/" + kind).c_str(), BM_RoundTrip, kind)->Unit(benchmark::kMicrosecond)->Iterations(500)->UseRealTime();
     }
     benchmark::RunSpecifiedBenchmarks();
     std::printf("\n%-12s %14s %14s %10s   (1 KB messages, %zu per call)\n", "", "SqliteBus", "PubSubBus", "ratio",

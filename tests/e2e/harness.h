@@ -1,5 +1,6 @@
 // Test harness for end-to-end tests: runs the real build/apilake as a child process on a free
-// loopback port with its own data directory, and talks to it over HTTP.
+// loopback port with its own data directory, and talks to it over HTTP (ApilakeProcess: `up --demo`;
+// ChildProcess: any argv + environment, e.g. the scale-out roles serve / archive / curate).
 #pragma once
 #include <fcntl.h>
 #include <signal.h>

@@ -329,6 +329,20 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
     ++objects;
   }
   ASSERT_GT(objects, 0u);
+  // Every object belongs to a known zone, in its format; manifests parse (checked here); Avro,
+  // Parquet and dead-letter files are read below. A partial or stray object fails the test.
+  for (const auto& path : lake.list("")) {
+    const std::string zone = path.substr(0, path.find('/'));
+    const std::string ext = fs::path(path).extension().string();
+    if (zone == "_ledger") {
+      EXPECT_EQ(ext, ".json") << path;
+      EXPECT_NO_THROW(parse_manifest(slurp(local / path))) << path;
+    } else {
+      EXPECT_TRUE((zone == "raw" && ext == ".avro") || (zone == "curated" && ext == ".parquet") ||
+                  (zone == "deadletter" && ext == ".jsonl"))
+          << "unexpected object in the lake: " << path;
+    }
+  }
 
   // --- Archive: each (extraction, page) exactly once, byte-identical to a fixture body. -----------
   std::set<std::string> bodies;
