@@ -1,4 +1,5 @@
 #include "definition/definition.h"
+#include "definition/yaml_reader.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -282,41 +283,15 @@ std::optional<std::string> check_pattern(const std::string& pattern, std::initia
 
 // Names that hold credentials. Compared word by word (split on '_', '-', '.', and camelCase), so
 // "api_key", "apiKey", "X-Api-Key", "access_token" match and "monkey" or "keyword" don't.
-bool secret_like(const std::string& key) {
-  static const std::set<std::string> kWords = {"key",    "apikey",   "token",      "secret",
-                                                "password", "passwd", "pwd",       "credential",
-                                                "credentials", "auth_token", "privatekey", "accesskey"};
-  std::vector<std::string> words;
-  std::string cur;
-  for (std::size_t i = 0; i < key.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(key[i]);
-    if (!std::isalnum(c)) {
-      if (!cur.empty()) words.push_back(cur);
-      cur.clear();
-      continue;
-    }
-    if (std::isupper(c) && !cur.empty() && std::islower(static_cast<unsigned char>(cur.back()))) {
-      words.push_back(cur);
-      cur.clear();
-    }
-    cur += static_cast<char>(std::tolower(c));
-  }
-  if (!cur.empty()) words.push_back(cur);
-  for (const auto& w : words)
-    if (kWords.count(w)) return true;
-  std::string joined;
-  for (const auto& w : words) joined += w;
-  return kWords.count(joined) > 0;
-}
-
 struct Loaded {
   Source source;
   YAML::Mark name_mark;
 };
 
-class Loader {
+class Loader : private YamlReader {
  public:
-  explicit Loader(fs::path file) : file_(std::move(file)) {}
+  // The reader keeps references to file_ and errors (bound before they are constructed: only stored).
+  explicit Loader(fs::path file) : YamlReader(file_, errors), file_(std::move(file)) {}
 
   std::vector<std::string> errors;
 
@@ -393,95 +368,6 @@ class Loader {
  private:
   fs::path file_;
 
-  void error(const YAML::Mark& m, const std::string& msg) {
-    // yaml-cpp marks are 0-based (and -1 for "no position"); editors count from 1.
-    errors.push_back(fmt::format("{}:{}:{}: {}", file_.string(), std::max(m.line, 0) + 1,
-                                 std::max(m.column, 0) + 1, msg));
-  }
-  void error(const YAML::Node& n, const std::string& msg) { error(n.Mark(), msg); }
-
-  // The value under `key`, or nullopt when absent or null (a bare `key:` counts as absent).
-  std::optional<YAML::Node> child(const YAML::Node& map, const char* key, bool required = false) {
-    YAML::Node n = map[key];
-    if (!n.IsDefined() || n.IsNull()) {
-      if (required) error(map, fmt::format("missing required key '{}'", key));
-      return std::nullopt;
-    }
-    return n;
-  }
-
-  std::optional<YAML::Node> scalar(const YAML::Node& map, const char* key, bool required = false) {
-    auto n = child(map, key, required);
-    if (n && !n->IsScalar()) {
-      error(*n, fmt::format("'{}' must be a single value", key));
-      return std::nullopt;
-    }
-    return n;
-  }
-
-  std::optional<bool> boolean(const YAML::Node& map, const char* key) {
-    auto n = scalar(map, key);
-    if (!n) return std::nullopt;
-    const std::string& v = n->Scalar();
-    if (v == "true") return true;
-    if (v == "false") return false;
-    error(*n, fmt::format("'{}' must be true or false, got '{}'", key, v));
-    return std::nullopt;
-  }
-
-  std::optional<int> integer(const YAML::Node& map, const char* key, int min) {
-    auto n = scalar(map, key);
-    if (!n) return std::nullopt;
-    const std::string& v = n->Scalar();
-    int x = 0;
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-    if (ec != std::errc() || p != v.data() + v.size()) {
-      error(*n, fmt::format("'{}' must be an integer, got '{}'", key, v));
-      return std::nullopt;
-    }
-    if (x < min) {
-      error(*n, fmt::format("'{}' must be at least {}, got {}", key, min, x));
-      return std::nullopt;
-    }
-    return x;
-  }
-
-  // Every key of `map` must be known; duplicates are reported (yaml-cpp silently keeps the first).
-  void check_keys(const YAML::Node& map, std::initializer_list<std::string_view> known, const char* where) {
-    std::set<std::string> seen;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node k = it->first;  // a copy: it->first is a proxy temporary (g++ 12 -Wdangling-pointer)
-      if (!k.IsScalar()) {
-        error(k, fmt::format("keys in {} must be plain names", where));
-        continue;
-      }
-      const std::string& key = k.Scalar();
-      if (!seen.insert(key).second) error(k, fmt::format("duplicate key '{}' in {}", key, where));
-      if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-      if (secret_like(key) && it->second.IsScalar()) {
-        error(k, fmt::format("'{}' looks like a secret: definitions never hold secrets; put it in an "
-                             "environment variable and name that variable with auth.env",
-                             key));
-        continue;
-      }
-      std::string list;
-      for (auto s : known) list += (list.empty() ? "" : ", ") + std::string(s);
-      error(k, fmt::format("unknown key '{}' in {} (expected one of: {})", key, where, list));
-    }
-  }
-
-  template <class E>
-  std::optional<E> choice(const YAML::Node& map, const char* key,
-                          std::initializer_list<std::pair<std::string_view, E>> options) {
-    auto n = scalar(map, key);
-    if (!n) return std::nullopt;
-    for (const auto& [name, value] : options)
-      if (n->Scalar() == name) return value;
-    std::string list;
-    for (const auto& [name, value] : options) list += (list.empty() ? "" : " | ") + std::string(name);
-    error(*n, fmt::format("unknown {} '{}' (expected {})", key, n->Scalar(), list));
-    return std::nullopt;
-  }
 
   void load_auth(const YAML::Node& n, Auth& auth) {
     if (!n.IsMap()) {

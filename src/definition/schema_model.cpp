@@ -1,4 +1,5 @@
 #include "definition/schema_model.h"
+#include "definition/yaml_reader.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -84,10 +85,9 @@ std::optional<std::string> check_pattern(const std::string& pattern, std::initia
 }
 
 // The schema part of the definition loader: same error style as definition.cpp's Loader.
-class SchemaLoader {
+class SchemaLoader : private YamlReader {
  public:
-  SchemaLoader(const std::filesystem::path& file, std::vector<std::string>& errors)
-      : file_(file), errors_(errors) {}
+  SchemaLoader(const std::filesystem::path& file, std::vector<std::string>& errors) : YamlReader(file, errors) {}
 
   void load_schema(const YAML::Node& n, Schema& schema) {
     if (!n.IsMap()) {
@@ -140,90 +140,6 @@ class SchemaLoader {
   }
 
  private:
-  const std::filesystem::path& file_;
-  std::vector<std::string>& errors_;
-
-  void error(const YAML::Mark& m, const std::string& msg) {
-    // yaml-cpp marks are 0-based (and -1 for "no position"); editors count from 1.
-    errors_.push_back(fmt::format("{}:{}:{}: {}", file_.string(), std::max(m.line, 0) + 1,
-                                  std::max(m.column, 0) + 1, msg));
-  }
-  void error(const YAML::Node& n, const std::string& msg) { error(n.Mark(), msg); }
-
-  std::optional<YAML::Node> child(const YAML::Node& map, const char* key, bool required = false) {
-    YAML::Node n = map[key];
-    if (!n.IsDefined() || n.IsNull()) {
-      if (required) error(map, fmt::format("missing required key '{}'", key));
-      return std::nullopt;
-    }
-    return n;
-  }
-
-  std::optional<YAML::Node> scalar(const YAML::Node& map, const char* key, bool required = false) {
-    auto n = child(map, key, required);
-    if (n && !n->IsScalar()) {
-      error(*n, fmt::format("'{}' must be a single value", key));
-      return std::nullopt;
-    }
-    return n;
-  }
-
-  std::optional<bool> boolean(const YAML::Node& map, const char* key) {
-    auto n = scalar(map, key);
-    if (!n) return std::nullopt;
-    const std::string& v = n->Scalar();
-    if (v == "true") return true;
-    if (v == "false") return false;
-    error(*n, fmt::format("'{}' must be true or false, got '{}'", key, v));
-    return std::nullopt;
-  }
-
-  std::optional<int> integer(const YAML::Node& map, const char* key, int min) {
-    auto n = scalar(map, key);
-    if (!n) return std::nullopt;
-    const std::string& v = n->Scalar();
-    int x = 0;
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-    if (ec != std::errc() || p != v.data() + v.size()) {
-      error(*n, fmt::format("'{}' must be an integer, got '{}'", key, v));
-      return std::nullopt;
-    }
-    if (x < min) {
-      error(*n, fmt::format("'{}' must be at least {}, got {}", key, min, x));
-      return std::nullopt;
-    }
-    return x;
-  }
-
-  void check_keys(const YAML::Node& map, std::initializer_list<std::string_view> known, const char* where) {
-    std::set<std::string> seen;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node k = it->first;  // a copy: it->first is a proxy temporary
-      if (!k.IsScalar()) {
-        error(k, fmt::format("keys in {} must be plain names", where));
-        continue;
-      }
-      const std::string& key = k.Scalar();
-      if (!seen.insert(key).second) error(k, fmt::format("duplicate key '{}' in {}", key, where));
-      if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-      std::string list;
-      for (auto s : known) list += (list.empty() ? "" : ", ") + std::string(s);
-      error(k, fmt::format("unknown key '{}' in {} (expected one of: {})", key, where, list));
-    }
-  }
-
-  template <class E>
-  std::optional<E> choice(const YAML::Node& map, const char* key,
-                          std::initializer_list<std::pair<std::string_view, E>> options) {
-    auto n = scalar(map, key);
-    if (!n) return std::nullopt;
-    for (const auto& [name, value] : options)
-      if (n->Scalar() == name) return value;
-    std::string list;
-    for (const auto& [name, value] : options) list += (list.empty() ? "" : " | ") + std::string(name);
-    error(*n, fmt::format("unknown {} '{}' (expected {})", key, n->Scalar(), list));
-    return std::nullopt;
-  }
 
   // One field; `element` = a list's `items:` mapping (no name, path or required).
   bool load_field(const YAML::Node& n, FieldSpec& f, bool element = false) {
