@@ -79,13 +79,6 @@ json::value typed_cell(const std::optional<std::string>& text, const std::string
 
 }  // namespace
 
-ServerResponse problem(int status, const std::string& title, const std::string& detail) {
-  ServerResponse r;
-  r.status = status;
-  r.content_type = "application/problem+json";
-  r.body = json::serialize(json::object{{"type", "about:blank"}, {"title", title}, {"status", status}, {"detail", detail}});
-  return r;
-}
 
 Api::Api(ApiDeps deps) : deps_(std::move(deps)) {
   json::array sources;

@@ -63,7 +63,5 @@ std::optional<ServerResponse> deadletter_route(const ServerRequest& request, Dea
 // POST /v1/pubsub/push (pubsub_routes.cpp); nullopt when the path is not it.
 std::optional<ServerResponse> pubsub_push_route(const ServerRequest& request, PushReceiver* push);
 
-// An RFC 9457 problem response.
-ServerResponse problem(int status, const std::string& title, const std::string& detail);
 
 }  // namespace apilake

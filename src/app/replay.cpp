@@ -52,31 +52,6 @@ std::string scalar_of(const std::filesystem::path& file, const YAML::Node& n, co
   return n.Scalar();
 }
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
-ServerResponse problem(int status, std::string_view title, std::string_view detail) {
-  ServerResponse r;
-  r.status = status;
-  r.content_type = "application/problem+json";
-  r.body = fmt::format(R"({{"type":"about:blank","title":"{}","status":{},"detail":"{}"}})", json_escape(title),
-                       status, json_escape(detail));
-  return r;
-}
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {

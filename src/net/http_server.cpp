@@ -64,15 +64,6 @@ std::string json_escape(std::string_view s) {
   return out;
 }
 
-// RFC 9457 problem details, the error shape of every response the server makes up by itself.
-ServerResponse problem(int status, std::string_view title, std::string_view detail) {
-  ServerResponse r;
-  r.status = status;
-  r.content_type = "application/problem+json";
-  r.body = fmt::format(R"({{"type":"about:blank","title":"{}","status":{},"detail":"{}"}})", json_escape(title),
-                       status, json_escape(detail));
-  return r;
-}
 
 bool valid_field_name(std::string_view s) {
   if (s.empty()) return false;
@@ -255,6 +246,15 @@ class Session : public std::enable_shared_from_this<Session> {
 };
 
 }  // namespace
+
+ServerResponse problem(int status, std::string_view title, std::string_view detail) {
+  ServerResponse r;
+  r.status = status;
+  r.content_type = "application/problem+json";
+  r.body = fmt::format(R"({{"type":"about:blank","title":"{}","status":{},"detail":"{}"}})", json_escape(title),
+                       status, json_escape(detail));
+  return r;
+}
 
 std::string ServerRequest::header(std::string_view name) const {
   for (const auto& [k, v] : headers)

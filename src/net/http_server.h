@@ -33,6 +33,10 @@ struct ServerResponse {
 
 using Handler = std::function<ServerResponse(const ServerRequest&)>;
 
+// An RFC 9457 problem response (application/problem+json, type about:blank): the one error shape of
+// every HTTP answer apilake makes — the server's own, the API's and the demo replay's.
+ServerResponse problem(int status, std::string_view title, std::string_view detail);
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;          // 0 = pick a free port (see HttpServer::port())
