@@ -256,33 +256,7 @@ bool valid_pointer(const std::string& p) {
   return true;
 }
 
-// Splits a date/time pattern into letter runs; every run must be one of `tokens`, each at most once.
-// Anything that is not a letter is a literal separator.
-std::optional<std::string> check_pattern(const std::string& pattern, std::initializer_list<std::string_view> tokens,
-                                         bool need_year) {
-  std::set<std::string> seen;
-  for (std::size_t i = 0; i < pattern.size();) {
-    if (!std::isalpha(static_cast<unsigned char>(pattern[i]))) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
-    while (j < pattern.size() && pattern[j] == pattern[i]) ++j;
-    std::string tok = pattern.substr(i, j - i);
-    if (std::find(tokens.begin(), tokens.end(), tok) == tokens.end()) {
-      std::string list;
-      for (auto t : tokens) list += (list.empty() ? "" : ", ") + std::string(t);
-      return fmt::format("unknown token '{}' in format '{}' (known: {})", tok, pattern, list);
-    }
-    if (!seen.insert(tok).second) return fmt::format("token '{}' appears twice in format '{}'", tok, pattern);
-    i = j;
-  }
-  if (need_year && !seen.count("yyyy")) return fmt::format("format '{}' has no yyyy", pattern);
-  return std::nullopt;
-}
 
-// Names that hold credentials. Compared word by word (split on '_', '-', '.', and camelCase), so
-// "api_key", "apiKey", "X-Api-Key", "access_token" match and "monkey" or "keyword" don't.
 struct Loaded {
   Source source;
   YAML::Mark name_mark;

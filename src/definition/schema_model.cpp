@@ -58,31 +58,6 @@ bool valid_pointer(const std::string& p) {
   return true;
 }
 
-// Runs of the letters y M d H m s must be known tokens, each at most once; every other character
-// (including other letters, e.g. the 'T' of "yyyy-MM-ddTHH:mm") is a literal, as the curator reads
-// it (docs/schema.md).
-std::optional<std::string> check_pattern(const std::string& pattern, std::initializer_list<std::string_view> tokens,
-                                         bool need_year) {
-  std::set<std::string> seen;
-  for (std::size_t i = 0; i < pattern.size();) {
-    if (std::string_view("yMdHms").find(pattern[i]) == std::string_view::npos) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
-    while (j < pattern.size() && pattern[j] == pattern[i]) ++j;
-    std::string tok = pattern.substr(i, j - i);
-    if (std::find(tokens.begin(), tokens.end(), tok) == tokens.end()) {
-      std::string list;
-      for (auto t : tokens) list += (list.empty() ? "" : ", ") + std::string(t);
-      return fmt::format("unknown token '{}' in format '{}' (known: {})", tok, pattern, list);
-    }
-    if (!seen.insert(tok).second) return fmt::format("token '{}' appears twice in format '{}'", tok, pattern);
-    i = j;
-  }
-  if (need_year && !seen.count("yyyy")) return fmt::format("format '{}' has no yyyy", pattern);
-  return std::nullopt;
-}
 
 // The schema part of the definition loader: same error style as definition.cpp's Loader.
 class SchemaLoader : private YamlReader {

@@ -22,6 +22,12 @@ namespace apilake {
 // never holds a secret, only the name of the environment variable holding it.
 bool secret_like(const std::string& key);
 
+// Checks a date/time pattern (e.g. "dd/MM/yyyy", "yyyy-MM-ddTHH:mm"): runs of the letters y M d H m s
+// must be among `tokens`, each at most once; every other character is a literal. nullopt = valid,
+// else the problem.
+std::optional<std::string> check_pattern(const std::string& pattern, std::initializer_list<std::string_view> tokens,
+                                         bool need_year);
+
 class YamlReader {
  protected:
   // Both are stored as references: the reader may be constructed before they are.
