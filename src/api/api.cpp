@@ -7,7 +7,6 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstring>
-#include <random>
 
 #include <fmt/chrono.h>
 
@@ -21,21 +20,6 @@ ServerResponse json_response(int status, const json::value& v) {
   r.status = status;
   r.body = json::serialize(v);
   return r;
-}
-
-std::string new_extraction_id() {
-  // 128 random bits, hex: unguessable, so ids can be handed out without leaking others' extractions.
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[33];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 std::string iso_time(int64_t us) {
@@ -249,35 +233,21 @@ ServerResponse Api::create_extraction(const ServerRequest& request) {
   }
   // "incremental": true starts from the highest cursor value a previous successful extraction
   // fetched for the same other params (no state yet: the params as given, i.e. a full run).
-  std::optional<std::string> incremental_from;
+  bool incremental = false;
   if (auto* inc = body->if_contains("incremental"); inc && !inc->is_null()) {
     if (!inc->is_bool()) return problem(400, "Bad Request", "\"incremental\" must be true or false");
-    if (inc->as_bool()) {
-      if (!endpoint->incremental)
-        return problem(400, "Bad Request",
-                       "endpoint '" + source->name + "." + endpoint->name + "' declares no incremental cursor");
-      if (auto stored = deps_.store->incremental_state(source->name, endpoint->name,
-                                                       incremental_key(*endpoint, params))) {
-        auto v = incremental_param_value(*endpoint, *stored);
-        if (!v)
-          return problem(409, "Conflict",
-                         "the stored incremental cursor '" + *stored + "' is not a valid value for parameter '" +
-                             endpoint->incremental->param + "'");
-        params[endpoint->incremental->param] = *v;
-        incremental_from = *v;
-      }
-    }
+    incremental = inc->as_bool();
   }
-
-  Extraction ex;
-  ex.id = new_extraction_id();
-  ex.source = source->name;
-  ex.endpoint = endpoint->name;
-  json::object pj;
-  for (const auto& [k, v] : params) pj[k] = v;
-  ex.params_json = json::serialize(pj);
-  ex.status = "queued";
-  ex.created_us = now_us();
+  ExtractionService::NewExtraction prepared;
+  try {
+    prepared = deps_.extractions->prepare(*source, *endpoint, std::move(params), incremental);
+  } catch (const std::invalid_argument& e) {
+    return problem(400, "Bad Request", e.what());
+  } catch (const IncrementalStateError& e) {
+    return problem(409, "Conflict", e.what());
+  }
+  const Extraction& ex = prepared.record;
+  const auto& incremental_from = prepared.incremental_from;
   if (!deps_.extractions->submit(ex))
     return problem(503, "Service Unavailable", "too many queued extractions; retry later");
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <random>
 #include <fmt/chrono.h>
 
 namespace apilake {
@@ -49,6 +50,37 @@ void ExtractionService::stop() {
   cv_.notify_all();
   for (auto& t : threads_) t.join();
   threads_.clear();
+}
+
+ExtractionService::NewExtraction ExtractionService::prepare(const Source& source, const Endpoint& endpoint,
+                                                           Params params, bool incremental) {
+  NewExtraction out;
+  if (incremental) {
+    if (!endpoint.incremental)
+      throw std::invalid_argument("endpoint '" + source.name + "." + endpoint.name + "' declares no incremental cursor");
+    if (auto stored = store_.incremental_state(source.name, endpoint.name, incremental_key(endpoint, params))) {
+      auto v = incremental_param_value(endpoint, *stored);
+      if (!v)
+        throw IncrementalStateError("the stored incremental cursor '" + *stored +
+                                    "' is not a valid value for parameter '" + endpoint.incremental->param + "'");
+      params[endpoint.incremental->param] = *v;
+      out.incremental_from = *v;
+    }
+  }
+  // 128 random bits, hex: unguessable, so ids can be handed out without leaking others' extractions.
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  Extraction& ex = out.record;
+  ex.id = fmt::format("{:016x}{:016x}", rng(), rng());
+  ex.source = source.name;
+  ex.endpoint = endpoint.name;
+  boost::json::object pj;
+  for (const auto& [k, v] : params) pj[k] = v;
+  ex.params_json = boost::json::serialize(pj);
+  ex.status = "queued";
+  ex.created_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  return out;
 }
 
 bool ExtractionService::submit(const Extraction& e) {

@@ -6,6 +6,8 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +27,10 @@ struct ExtractionServiceOptions {
   RetryPolicy retry;
 };
 
+struct IncrementalStateError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 class ExtractionService {
  public:
   ExtractionService(const std::vector<Source>& sources, ExtractionStore& store, Bus& bus,
@@ -32,6 +38,17 @@ class ExtractionService {
   ~ExtractionService();   // stops workers (running extractions resume on next start)
   void start();           // requeues unfinished extractions, starts workers
   void stop();
+  // A new extraction of validated params, ready for submit(): a fresh unguessable id, the params as
+  // JSON and, when `incremental`, the endpoint's cursor param set from the stored state of the same
+  // other params (inclusive; no state yet = the params as given, a full first run). Shared by
+  // POST /v1/extractions and `apilake extract`. Throws std::invalid_argument when `incremental` is
+  // asked of an endpoint without a cursor, IncrementalStateError when the stored cursor no longer
+  // fits the param.
+  struct NewExtraction {
+    Extraction record;
+    std::optional<std::string> incremental_from;
+  };
+  NewExtraction prepare(const Source& source, const Endpoint& endpoint, Params params, bool incremental);
   // Records the extraction (durably) and queues it; returns false when the queue is full.
   bool submit(const Extraction& e);
   // Called on a fetch worker for every page just before it is published (body still intact), e.g.

@@ -66,16 +66,6 @@ std::string human_duration(double s) {
   return fmt::format("{}h{:02}m", total / 3600, total % 3600 / 60);
 }
 
-std::string new_id() {
-  // Same shape as the API's ids (128 random bits, hex).
-  std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("{:016x}{:016x}", rng(), rng());
-}
-
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // The total record count a page declares at the endpoint's total_pointer, if any.
 std::optional<int64_t> total_of(const Endpoint& endpoint, const std::string& body) {
@@ -177,36 +167,19 @@ int run_extract(CLI::App& app, Config config, const ExtractArgs& args) {
     std::cerr << "apilake extract: " << what << ": " << e.what() << "\n";
     return 2;
   }
-  if (args.incremental && !endpoint->incremental) {
-    std::cerr << "apilake extract: " << what << " declares no incremental cursor; --incremental needs one\n";
+  // Same rule as POST /v1/extractions with "incremental": true (ExtractionService::prepare).
+  ExtractionService::NewExtraction prepared;
+  try {
+    prepared = pipeline.extractions().prepare(*source, *endpoint, std::move(params), args.incremental);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "apilake extract: " << e.what() << "; --incremental needs one\n";
     return 2;
+  } catch (const IncrementalStateError& e) {
+    std::cerr << "apilake extract: " << e.what() << "\n";
+    return 1;
   }
-  // Same rule as POST /v1/extractions with "incremental": true: start from the stored cursor of
-  // the same other params (inclusive); no state yet = the params as given (a full first run).
-  std::optional<std::string> incremental_from;
-  if (args.incremental) {
-    if (auto stored = pipeline.extraction_store().incremental_state(source->name, endpoint->name,
-                                                                    incremental_key(*endpoint, params))) {
-      auto v = incremental_param_value(*endpoint, *stored);
-      if (!v) {
-        std::cerr << "apilake extract: the stored incremental cursor '" << *stored
-                  << "' is not a valid value for parameter '" << endpoint->incremental->param << "'\n";
-        return 1;
-      }
-      params[endpoint->incremental->param] = *v;
-      incremental_from = *v;
-    }
-  }
-
-  Extraction ex;
-  ex.id = new_id();
-  ex.source = source->name;
-  ex.endpoint = endpoint->name;
-  json::object pj;
-  for (const auto& [k, v] : params) pj[k] = v;
-  ex.params_json = json::serialize(pj);
-  ex.status = "queued";
-  ex.created_us = now_us();
+  const Extraction& ex = prepared.record;
+  const auto& incremental_from = prepared.incremental_from;
 
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   Progress progress;
