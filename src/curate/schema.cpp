@@ -27,22 +27,6 @@ namespace {
 
 constexpr size_t kDetailMax = 100;
 
-const char* type_name(FieldType t) {
-  switch (t) {
-    case FieldType::String: return "string";
-    case FieldType::Int64: return "int64";
-    case FieldType::Double: return "double";
-    case FieldType::Bool: return "bool";
-    case FieldType::Date: return "date";
-    case FieldType::Timestamp: return "timestamp";
-    case FieldType::Decimal: return "decimal";
-    case FieldType::Enum: return "enum";
-    case FieldType::Struct: return "struct";
-    case FieldType::List: return "list";
-  }
-  return "?";
-}
-
 // Offending values are quoted in reasons; dead letters should stay small, so long values are cut
 // (on a UTF-8 boundary, so the dead-letter JSON stays valid text).
 std::string clip(std::string_view s) {
@@ -527,7 +511,7 @@ std::string plan_element(const FieldSpec& f, FieldPlan& plan, const std::string&
     case FieldType::Enum:
     case FieldType::Struct:
     case FieldType::List:
-      if (!f.format.empty()) return std::string("a ") + type_name(f.type) + " field takes no format";
+      if (!f.format.empty()) return std::string("a ") + to_string(f.type) + " field takes no format";
       break;
     case FieldType::Int64:
     case FieldType::Double:
@@ -691,7 +675,7 @@ std::vector<std::string> schema_problems(const Schema& schema) {
       const std::string prefix = field_path(f) + "/";
       for (const FieldSpec& g : schema.fields)
         if (field_path(g).rfind(prefix, 0) == 0)
-          problems.push_back(label + "field '" + g.name + "' reads inside this " + type_name(f.type) +
+          problems.push_back(label + "field '" + g.name + "' reads inside this " + to_string(f.type) +
                              "; declare it as one of its fields instead");
     }
   }
@@ -974,7 +958,7 @@ void RecordValidator::convert(uint32_t f, const Scalar& s) {
 // One value of one plan (a field, a struct's field, a list element). false = refused, `why` set.
 bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Value& out, Reason& why,
                                     size_t depth) {
-  const char* tname = type_name(plan.type);
+  const char* tname = to_string(plan.type);
   bool ok = true;
   auto fail = [&](const char* code, std::string detail) {
     ok = false;
@@ -1436,7 +1420,7 @@ void field_json(std::string& out, const FieldSpec& f) {
     }
     return o + "\"";
   };
-  out += "{\"name\":" + q(f.name) + ",\"type\":" + q(type_name(f.type));
+  out += "{\"name\":" + q(f.name) + ",\"type\":" + q(to_string(f.type));
   if (!f.path.empty()) out += ",\"path\":" + q(f.path);
   out += std::string(",\"required\":") + (f.required ? "true" : "false");
   out += std::string(",\"nullable\":") + (f.nullable ? "true" : "false");
