@@ -16,6 +16,10 @@ APT_PACKAGES=(
   libzstd-dev libsnappy-dev
   libgtest-dev googletest libgmock-dev libbenchmark-dev
   openssl
+  # the dashboard's browser test (headless, driven by playwright-core from npm)
+  chromium
+  # bench/: the load driver and the seed's own stack as the API anchor (bench/anchors/)
+  wrk python3-fastapi python3-uvicorn python3-uvloop python3-httptools
 )
 # npm: the machine's Node.js (nodesource) ships npm itself; Debian's npm conflicts with it.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
