@@ -1,12 +1,14 @@
 #include "api/api.h"
 
 #include "api/openapi.h"
+#include "api/static_files.h"
 
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstring>
+#include <future>
 
 #include <fmt/chrono.h>
 
@@ -61,6 +63,8 @@ json::value typed_cell(const std::optional<std::string>& text, const std::string
   return json::string(*text);
 }
 
+json::object extraction_json(const Extraction& e, Ledger& ledger);
+
 }  // namespace
 
 
@@ -76,6 +80,12 @@ Api::Api(ApiDeps deps) : deps_(std::move(deps)) {
                           {"required", p.required},
                           {"description", p.description}};
         if (p.default_value) spec["default"] = *p.default_value;
+        // The constraints validate_params applies, so a client (the dashboard's form) can apply them too.
+        if (p.type == ParamType::List) spec["items"] = to_string(p.item_type);
+        if (!p.values.empty()) spec["enum"] = json::value_from(p.values);
+        if (p.minimum) spec["minimum"] = *p.minimum;
+        if (p.maximum) spec["maximum"] = *p.maximum;
+        if (!p.pattern.empty()) spec["pattern"] = p.pattern;
         params[p.name] = std::move(spec);
       }
       json::object example;
@@ -137,9 +147,17 @@ ServerResponse Api::handle(const ServerRequest& request) {
     return sources();
   }
   if (path == "/v1/extractions") {
-    if (method != "POST") return method_not_allowed("POST");
+    if (method == "GET") return list_extractions(request);
+    if (method != "POST") return method_not_allowed("GET, POST");
     if (!authorized(request)) return unauthorized();
-    return create_extraction(request);
+    std::promise<ServerResponse> answer;
+    auto answered = answer.get_future();
+    if (auto r = create_extraction(request, [&answer](ServerResponse r) { answer.set_value(std::move(r)); })) return *r;
+    return answered.get();
+  }
+  if (path == "/v1/status") {
+    if (method != "GET") return method_not_allowed("GET");
+    return status();
   }
   static constexpr std::string_view kExtraction = "/v1/extractions/";
   if (path.rfind(kExtraction, 0) == 0) {
@@ -157,6 +175,7 @@ ServerResponse Api::handle(const ServerRequest& request) {
   if (auto r = deadletter_route(request, deps_.deadletters, authorized(request))) return *r;
   if (auto r = insight_docs_metrics(request)) return *r;
   if (auto r = pubsub_push_route(request, deps_.push)) return *r;
+  if (auto r = dashboard_route(request, deps_.web_dir, deps_.node_modules)) return *r;
   return problem(404, "Not Found", "no route for " + method + " " + path);
 }
 
@@ -166,7 +185,15 @@ ServerResponse Api::sources() {
   return r;
 }
 
-ServerResponse Api::create_extraction(const ServerRequest& request) {
+void Api::handle_async(const ServerRequest& request, Responder reply) {
+  if (request.path == "/v1/extractions" && request.method == "POST" && authorized(request)) {
+    if (auto r = create_extraction(request, reply)) reply(std::move(*r));
+    return;
+  }
+  reply(handle(request));
+}
+
+std::optional<ServerResponse> Api::create_extraction(const ServerRequest& request, const Responder& accepted) {
   ServerResponse error;
   auto body = parse_object(request.body, error);
   if (!body) return error;
@@ -246,37 +273,83 @@ ServerResponse Api::create_extraction(const ServerRequest& request) {
   } catch (const IncrementalStateError& e) {
     return problem(409, "Conflict", e.what());
   }
-  const Extraction& ex = prepared.record;
-  const auto& incremental_from = prepared.incremental_from;
-  if (!deps_.extractions->submit(ex))
-    return problem(503, "Service Unavailable", "too many queued extractions; retry later");
-
-  json::object accepted{{"id", ex.id}, {"status", "queued"}};
-  if (incremental_from) accepted["incremental_from"] = *incremental_from;
-  auto r = json_response(202, std::move(accepted));
-  r.headers.emplace_back("Location", "/v1/extractions/" + ex.id);
-  return r;
+  // The 202 is built now (cheap, on the io thread) and sent once the row is committed.
+  json::object body202{{"id", prepared.record.id}, {"status", "queued"}};
+  if (prepared.incremental_from) body202["incremental_from"] = *prepared.incremental_from;
+  auto r = json_response(202, std::move(body202));
+  r.headers.emplace_back("Location", "/v1/extractions/" + prepared.record.id);
+  deps_.extractions->submit_async(
+      std::move(prepared.record), [accepted, r = std::move(r)](bool ok, const std::string& error) mutable {
+        if (ok) return accepted(std::move(r));
+        if (error.empty()) return accepted(problem(503, "Service Unavailable", "too many queued extractions; retry later"));
+        // The store's message stays in the log; the client learns only that nothing was recorded.
+        spdlog::error("POST /v1/extractions: {}", error);
+        accepted(problem(500, "Internal Server Error", "the extraction could not be recorded"));
+      });
+  return std::nullopt;
 }
 
 ServerResponse Api::get_extraction(const std::string& id) {
   auto e = deps_.store->get(id);
   if (!e) return problem(404, "Not Found", "no such extraction: " + id);
-  auto curated = deps_.ledger->counts("curate", id);
-  json::object o{{"id", e->id},
-                 {"source", e->source},
-                 {"endpoint", e->endpoint},
-                 {"params", json::parse(e->params_json)},
-                 {"status", e->status},
-                 {"pages", e->pages},
-                 {"records", e->records},
-                 {"bytes", e->bytes},
+  return json_response(200, extraction_json(*e, *deps_.ledger));
+}
+
+ServerResponse Api::list_extractions(const ServerRequest& request) {
+  std::size_t limit = 20;
+  if (auto l = request.query_param("limit"); !l.empty()) {
+    bool digits = l.size() <= 3;
+    for (char c : l) digits = digits && c >= '0' && c <= '9';
+    limit = digits ? std::stoul(l) : 0;
+    if (limit < 1 || limit > 100) return problem(400, "Bad Request", "limit must be an integer 1..100");
+  }
+  json::array items;
+  for (const auto& e : deps_.store->recent(limit)) items.push_back(extraction_json(e, *deps_.ledger));
+  return json_response(200, json::object{{"extractions", std::move(items)}});
+}
+
+ServerResponse Api::status() {
+  if (!deps_.metrics) return problem(503, "Service Unavailable", "metrics are not enabled in this process");
+  // The numbers /metrics exposes, structured: counters since start and the gauges read now.
+  const Metrics::Snapshot s = deps_.metrics->snapshot();
+  json::object backlog;
+  if (auto it = s.gauges.find("apilake_bus_backlog_messages"); it != s.gauges.end())
+    for (const auto& [subscription, n] : it->second) backlog[subscription] = static_cast<int64_t>(n);
+  auto consumer = [](const Metrics::ConsumerCounts& c) {
+    return json::object{{"batches", c.batches}, {"messages", c.messages}, {"records", c.rows},
+                        {"deadlettered", c.deadlettered}};
+  };
+  return json_response(200, json::object{
+      {"uptime_seconds", s.uptime_seconds},
+      {"bus", s.bus},
+      {"lake", s.lake},
+      // null: this bus cannot count its backlog here (Pub/Sub: Cloud Monitoring has it).
+      {"backlog", backlog.empty() ? json::value(nullptr) : json::value(std::move(backlog))},
+      {"pages_published", s.pages_published},
+      {"archive", consumer(s.archive)},
+      {"curate", consumer(s.curate)}});
+}
+
+namespace {
+// One extraction as GET /v1/extractions/{id} shows it (also each item of GET /v1/extractions).
+json::object extraction_json(const Extraction& e, Ledger& ledger) {
+  auto curated = ledger.counts("curate", e.id);
+  json::object o{{"id", e.id},
+                 {"source", e.source},
+                 {"endpoint", e.endpoint},
+                 {"params", json::parse(e.params_json)},
+                 {"status", e.status},
+                 {"pages", e.pages},
+                 {"records", e.records},
+                 {"bytes", e.bytes},
                  {"curated", curated.rows},
                  {"deadlettered", curated.deadlettered},
-                 {"created_at", iso_time(e->created_us)}};
-  if (e->finished_us) o["finished_at"] = iso_time(e->finished_us);
-  if (!e->error.empty()) o["error"] = e->error;
-  return json_response(200, o);
+                 {"created_at", iso_time(e.created_us)}};
+  if (e.finished_us) o["finished_at"] = iso_time(e.finished_us);
+  if (!e.error.empty()) o["error"] = e.error;
+  return o;
 }
+}  // namespace
 
 ServerResponse Api::query(const ServerRequest& request) {
   ServerResponse error;

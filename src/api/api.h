@@ -3,6 +3,8 @@
 //   POST /v1/extractions          GET /v1/extractions/{id}
 //   POST /v1/query                GET /v1/deadletters[/{dataset}]  POST /v1/deadletters/{dataset}:replay
 //   POST /v1/pubsub/push          (Pub/Sub push envelopes; its own shared token, see bus/push.h)
+//   GET  /v1/extractions?limit=N  (newest first)   GET /v1/status (backlog, counters, uptime: metrics.h)
+//   GET  /  /ui/{file}  /assets/chart.js           (the dashboard, static_files.h)
 // When API keys are configured, POST endpoints and the query endpoint need one
 // (Authorization: Bearer <key> or X-API-Key: <key>).
 #pragma once
@@ -36,17 +38,25 @@ struct ApiDeps {
   InsightService* insights = nullptr;  // /v1/insights, /v1/datasets (404 when null); insight_routes.cpp
   Metrics* metrics = nullptr;          // GET /metrics (404 when null)
   std::filesystem::path node_modules{};  // npm web assets for /docs; "" = not installed (503)
+  std::filesystem::path web_dir{};       // the dashboard (web/) for /; "" = not found (503)
 };
 
 class Api {
  public:
   explicit Api(ApiDeps deps);
   ServerResponse handle(const ServerRequest& request);
+  // The same for HttpServer's AsyncHandler: POST /v1/extractions answers once the extraction is
+  // durably recorded (group commit, off the io thread); every other route answers before returning.
+  void handle_async(const ServerRequest& request, Responder reply);
 
  private:
   ServerResponse sources();
-  ServerResponse create_extraction(const ServerRequest& request);
+  // A response now (an invalid request), or nullopt when the extraction was handed to the store and
+  // `accepted` will answer (202, or 503/500 when it cannot be queued or stored).
+  std::optional<ServerResponse> create_extraction(const ServerRequest& request, const Responder& accepted);
   ServerResponse get_extraction(const std::string& id);
+  ServerResponse list_extractions(const ServerRequest& request);
+  ServerResponse status();
   ServerResponse query(const ServerRequest& request);
   bool authorized(const ServerRequest& request) const;
   // /v1/insights..., /v1/datasets, /openapi.json, /docs, /metrics (insight_routes.cpp).

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <exception>
 #include <random>
 #include <fmt/chrono.h>
 
@@ -30,6 +31,8 @@ ExtractionService::ExtractionService(const std::vector<Source>& sources, Extract
 ExtractionService::~ExtractionService() { stop(); }
 
 void ExtractionService::start() {
+  stopping_ = false;
+  if (options_.workers == 0) return;  // accept-only: leaves unfinished extractions to a process with workers
   for (const auto& e : store_.unfinished()) {
     if (e.status == "running") {
       spdlog::info("extraction {} was interrupted; running it again (pages already published are skipped)", e.id);
@@ -38,7 +41,6 @@ void ExtractionService::start() {
     std::lock_guard lock(mu_);
     queue_.push_back(e.id);
   }
-  stopping_ = false;
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { worker(); });
 }
 
@@ -84,6 +86,12 @@ ExtractionService::NewExtraction ExtractionService::prepare(const Source& source
 }
 
 bool ExtractionService::submit(const Extraction& e) {
+  if (options_.workers == 0) {
+    // An accept-only instance: the store is the queue; a process with workers runs it after its
+    // start(). Nothing is held in memory here, so there is no queue to fill.
+    store_.insert(e);
+    return true;
+  }
   {
     std::lock_guard lock(mu_);
     if (queue_.size() >= options_.max_queue) return false;
@@ -95,6 +103,25 @@ bool ExtractionService::submit(const Extraction& e) {
   }
   cv_.notify_one();
   return true;
+}
+
+void ExtractionService::submit_async(Extraction e, SubmitDone done) {
+  if (options_.workers > 0) {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= options_.max_queue) return done(false, {});
+  }
+  std::string id = options_.workers > 0 ? e.id : std::string();
+  store_.insert_async(std::move(e), [this, id = std::move(id), done = std::move(done)](const std::string& error) {
+    if (!error.empty()) return done(false, error);
+    if (!id.empty()) {  // accept-only instances (no workers) keep nothing in memory (see submit)
+      {
+        std::lock_guard lock(mu_);
+        queue_.push_back(id);
+      }
+      cv_.notify_one();
+    }
+    done(true, {});
+  });
 }
 
 void ExtractionService::worker() {
@@ -120,6 +147,48 @@ void ExtractionService::worker() {
   }
 }
 
+struct ExtractionService::PublishSlot {
+  OutMessage* message;
+  bool done = false;
+  std::exception_ptr error;
+};
+
+void ExtractionService::publish_grouped(OutMessage m) {
+  PublishSlot mine{&m, false, nullptr};
+  std::unique_lock lock(pub_mu_);
+  pub_pending_.push_back(&mine);
+  while (!mine.done) {
+    if (pub_busy_) {
+      pub_cv_.wait(lock);
+      continue;
+    }
+    // Leader: publish every page queued so far (ours included); pages queued meanwhile form the
+    // next batch. The waiting workers' slots live on their stacks until they see done.
+    pub_busy_ = true;
+    std::vector<PublishSlot*> batch;
+    batch.swap(pub_pending_);
+    lock.unlock();
+    std::vector<OutMessage> messages;
+    messages.reserve(batch.size());
+    for (auto* slot : batch) messages.push_back(std::move(*slot->message));
+    std::exception_ptr error;
+    try {
+      bus_.publish(options_.topic, messages);
+    } catch (...) {
+      error = std::current_exception();  // the batch is one transaction: none of it is published
+    }
+    lock.lock();
+    pub_busy_ = false;
+    for (auto* slot : batch) {
+      slot->error = error;
+      slot->done = true;
+    }
+    pub_cv_.notify_all();
+  }
+  lock.unlock();
+  if (mine.error) std::rethrow_exception(mine.error);
+}
+
 void ExtractionService::run_one(const std::string& id) {
   auto e = store_.get(id);
   if (!e) return;
@@ -135,6 +204,17 @@ void ExtractionService::run_one(const std::string& id) {
   Params params = validate_params(*endpoint, params_from_json(e->params_json));
   Fetcher fetcher(options_.http, options_.retry);
   const std::string schema_version = std::to_string(endpoint->schema.version);
+  // The validated params travel with each page (compact JSON) for schema fields that take one
+  // (docs/schema.md "from_param"). Left out above Pub/Sub's 1024-byte attribute limit: such fields are
+  // then absent (NULL, or dead-lettered as missing_required), never a failed publish.
+  boost::json::object params_object;
+  for (const auto& [k, v] : params) params_object[k] = v;
+  std::string params_json = boost::json::serialize(params_object);
+  if (params_json.size() > 1024) {
+    spdlog::warn("extraction {}: params are {} bytes as JSON, above the 1024-byte attribute limit; not attached",
+                 id, params_json.size());
+    params_json.clear();
+  }
   std::optional<std::string> highest;  // incremental endpoints: the highest cursor value fetched
   try {
     int pages = fetcher.run(*source, *endpoint, params, [&](Page&& page) {
@@ -147,13 +227,14 @@ void ExtractionService::run_one(const std::string& id) {
                       {"content_type", page.content_type},
                       {"schema_version", schema_version},
                       {"url", page.url}};
+      if (!params_json.empty()) m.attributes["params"] = params_json;
       m.dedup_key = id + ":" + std::to_string(page.number);
       const auto bytes = static_cast<int64_t>(page.body.size());
       const auto records = static_cast<int64_t>(page.records);
       if (page.max_cursor && (!highest || cursor_less(*highest, *page.max_cursor))) highest = page.max_cursor;
       if (observer_) observer_(id, *endpoint, page);
       m.data = std::move(page.body);
-      bus_.publish(options_.topic, {m});
+      publish_grouped(std::move(m));
       store_.add_page(id, records, bytes);
     });
     // Saved only when every page was fetched and published: a failed extraction leaves the state

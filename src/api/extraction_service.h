@@ -21,7 +21,8 @@ namespace apilake {
 
 struct ExtractionServiceOptions {
   std::string topic = "pages";
-  int workers = 4;
+  int workers = 4;                 // 0 = accept only: submit() records, the extraction waits in the
+                                   // store until a process with workers starts (it requeues them)
   std::size_t max_queue = 10000;   // submit() beyond this is refused (503)
   HttpOptions http;
   RetryPolicy retry;
@@ -51,6 +52,12 @@ class ExtractionService {
   NewExtraction prepare(const Source& source, const Endpoint& endpoint, Params params, bool incremental);
   // Records the extraction (durably) and queues it; returns false when the queue is full.
   bool submit(const Extraction& e);
+  // The same without waiting (the API's accept path): `done(accepted, error)` runs once the
+  // extraction is durably recorded and queued (true, ""), refused because the queue is full
+  // (false, "") or not stored (false, why) — on the store's writer thread, or on the caller's when
+  // refused up front. Concurrent submissions share one commit (ExtractionStore::insert_async).
+  using SubmitDone = std::function<void(bool accepted, const std::string& error)>;
+  void submit_async(Extraction e, SubmitDone done);
   // Called on a fetch worker for every page just before it is published (body still intact), e.g.
   // for `apilake extract`'s progress line. Set before start(); must not throw or block long.
   using PageObserver = std::function<void(const std::string& extraction_id, const Endpoint&, const Page&)>;
@@ -59,6 +66,15 @@ class ExtractionService {
  private:
   void worker();
   void run_one(const std::string& id);
+  // Group publish: pages of concurrent workers go to the bus in one publish() call (one transaction
+  // and one fsync on the embedded bus); each caller returns once its own page is published, and
+  // throws what publish() threw.
+  void publish_grouped(OutMessage m);
+  struct PublishSlot;
+  std::mutex pub_mu_;
+  std::condition_variable pub_cv_;
+  std::vector<PublishSlot*> pub_pending_;
+  bool pub_busy_ = false;
   const std::vector<Source>& sources_;
   ExtractionStore& store_;
   Bus& bus_;

@@ -2,7 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
+#include <future>
 #include <stdexcept>
 
 namespace apilake {
@@ -12,6 +15,11 @@ int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::string column_text(sqlite3_stmt* s, int col) {
+  auto p = sqlite3_column_text(s, col);
+  return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s, col)) : std::string();
 }
 
 // A prepared statement that finalizes itself; binds by position.
@@ -36,11 +44,9 @@ class Stmt {
     if (rc == SQLITE_DONE) return false;
     throw std::runtime_error(std::string("extraction store: ") + sqlite3_errmsg(db_));
   }
-  std::string text(int col) {
-    auto p = sqlite3_column_text(s_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s_, col)) : std::string();
-  }
+  std::string text(int col) { return column_text(s_, col); }
   int64_t int64(int col) { return sqlite3_column_int64(s_, col); }
+  sqlite3_stmt* raw() { return s_; }
 
  private:
   sqlite3* db_;
@@ -50,21 +56,23 @@ class Stmt {
 constexpr const char* kColumns =
     "id, source, endpoint, params, status, pages, records, bytes, error, created_us, finished_us";
 
-Extraction read_row(Stmt& s) {
+// A row of kColumns.
+Extraction read_row(sqlite3_stmt* s) {
   Extraction e;
-  e.id = s.text(0);
-  e.source = s.text(1);
-  e.endpoint = s.text(2);
-  e.params_json = s.text(3);
-  e.status = s.text(4);
-  e.pages = s.int64(5);
-  e.records = s.int64(6);
-  e.bytes = s.int64(7);
-  e.error = s.text(8);
-  e.created_us = s.int64(9);
-  e.finished_us = s.int64(10);
+  e.id = column_text(s, 0);
+  e.source = column_text(s, 1);
+  e.endpoint = column_text(s, 2);
+  e.params_json = column_text(s, 3);
+  e.status = column_text(s, 4);
+  e.pages = sqlite3_column_int64(s, 5);
+  e.records = sqlite3_column_int64(s, 6);
+  e.bytes = sqlite3_column_int64(s, 7);
+  e.error = column_text(s, 8);
+  e.created_us = sqlite3_column_int64(s, 9);
+  e.finished_us = sqlite3_column_int64(s, 10);
   return e;
 }
+Extraction read_row(Stmt& s) { return read_row(s.raw()); }
 
 }  // namespace
 
@@ -87,13 +95,36 @@ ExtractionStore::ExtractionStore(const std::filesystem::path& db_file) {
       " bytes INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created_us INTEGER NOT NULL,"
       " finished_us INTEGER NOT NULL DEFAULT 0)");
   exec("CREATE INDEX IF NOT EXISTS extractions_status ON extractions(status, created_us)");
+  // (the hot-path statements are prepared at the end, once every table exists)
   exec(
       "CREATE TABLE IF NOT EXISTS incremental_state ("
       " source TEXT NOT NULL, endpoint TEXT NOT NULL, params_key TEXT NOT NULL, value TEXT NOT NULL,"
       " updated_us INTEGER NOT NULL, PRIMARY KEY (source, endpoint, params_key))");
+  auto prepare = [&](const std::string& sql, sqlite3_stmt** out) {
+    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, out, nullptr) != SQLITE_OK) {
+      std::string msg = sqlite3_errmsg(db_);
+      sqlite3_finalize(insert_stmt_);
+      sqlite3_close(db_);
+      throw std::runtime_error("extraction store: " + msg);
+    }
+  };
+  prepare("INSERT INTO extractions (id, source, endpoint, params, status, created_us) VALUES (?,?,?,?,?,?)",
+          &insert_stmt_);
+  prepare(std::string("SELECT ") + kColumns + " FROM extractions WHERE id = ?", &get_stmt_);
+  writer_ = std::thread([this] { writer(); });
 }
 
-ExtractionStore::~ExtractionStore() { sqlite3_close(db_); }
+ExtractionStore::~ExtractionStore() {
+  {
+    std::lock_guard lock(commit_mu_);
+    closing_ = true;
+  }
+  commit_cv_.notify_all();
+  writer_.join();  // answers every queued insert first
+  sqlite3_finalize(insert_stmt_);
+  sqlite3_finalize(get_stmt_);
+  sqlite3_close(db_);
+}
 
 void ExtractionStore::exec(const std::string& sql) {
   char* err = nullptr;
@@ -105,20 +136,88 @@ void ExtractionStore::exec(const std::string& sql) {
 }
 
 void ExtractionStore::insert(const Extraction& e) {
+  std::promise<std::string> result;
+  auto future = result.get_future();
+  insert_async(e, [&result](const std::string& error) { result.set_value(error); });
+  if (auto error = future.get(); !error.empty()) throw std::runtime_error(error);
+}
+
+void ExtractionStore::insert_async(Extraction e, InsertDone done) {
+  {
+    std::lock_guard lock(commit_mu_);
+    pending_.push_back(PendingInsert{std::move(e), std::move(done), {}});
+  }
+  commit_cv_.notify_one();
+}
+
+void ExtractionStore::writer() {
+  std::vector<PendingInsert> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(commit_mu_);
+      commit_cv_.wait(lock, [&] { return closing_ || !pending_.empty(); });
+      if (pending_.empty()) return;  // closing, and every queued row answered
+      batch.swap(pending_);          // rows queued while the previous batch committed: the next batch
+    }
+    commit_batch(batch);
+    for (auto& p : batch) {
+      try {
+        p.done(p.error);
+      } catch (const std::exception& ex) {
+        spdlog::error("extraction store: an insert callback failed: {}", ex.what());
+      }
+    }
+    batch.clear();
+  }
+}
+
+// Never throws: each row's outcome lands in its PendingInsert. A row that fails alone (a duplicate
+// id) fails only itself; a failed transaction fails every row of the batch.
+void ExtractionStore::commit_batch(std::vector<PendingInsert>& batch) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "INSERT INTO extractions (id, source, endpoint, params, status, created_us) VALUES (?,?,?,?,?,?)");
-  s.bind(1, e.id).bind(2, e.source).bind(3, e.endpoint).bind(4, e.params_json).bind(5, e.status);
-  s.bind(6, e.created_us ? e.created_us : now_us());
-  s.step();
+  auto error = [&] { return std::string("extraction store: ") + sqlite3_errmsg(db_); };
+  auto fail_all = [&](const std::string& msg) {
+    for (auto& p : batch)
+      if (p.error.empty()) p.error = msg;
+  };
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return fail_all(error());
+  for (auto& p : batch) {
+    const Extraction& e = p.row;
+    sqlite3_stmt* s = insert_stmt_;
+    sqlite3_bind_text(s, 1, e.id.data(), static_cast<int>(e.id.size()), SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, e.source.data(), static_cast<int>(e.source.size()), SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, e.endpoint.data(), static_cast<int>(e.endpoint.size()), SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, e.params_json.data(), static_cast<int>(e.params_json.size()), SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, e.status.data(), static_cast<int>(e.status.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, e.created_us ? e.created_us : now_us());
+    const int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) p.error = error();
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE && sqlite3_get_autocommit(db_)) {
+      // SQLite rolled the whole transaction back (I/O error, disk full): nothing of it is stored.
+      return fail_all(p.error);
+    }
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    const std::string msg = error();
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    fail_all(msg);
+  }
 }
 
 std::optional<Extraction> ExtractionStore::get(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, (std::string("SELECT ") + kColumns + " FROM extractions WHERE id = ?").c_str());
-  s.bind(1, id);
-  if (!s.step()) return std::nullopt;
-  return read_row(s);
+  sqlite3_stmt* s = get_stmt_;
+  sqlite3_bind_text(s, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+  std::optional<Extraction> out;
+  const int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) out = read_row(s);
+  const std::string msg = rc == SQLITE_ROW || rc == SQLITE_DONE ? std::string() : sqlite3_errmsg(db_);
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  if (!msg.empty()) throw std::runtime_error("extraction store: " + msg);
+  return out;
 }
 
 void ExtractionStore::set_running(const std::string& id) {
@@ -177,6 +276,17 @@ std::vector<Extraction> ExtractionStore::unfinished() {
   Stmt s(db_, (std::string("SELECT ") + kColumns +
                " FROM extractions WHERE status IN ('queued','running') ORDER BY created_us")
                   .c_str());
+  std::vector<Extraction> out;
+  while (s.step()) out.push_back(read_row(s));
+  return out;
+}
+
+std::vector<Extraction> ExtractionStore::recent(std::size_t limit) {
+  std::lock_guard lock(mu_);
+  // rowid breaks ties between extractions created in the same microsecond (insertion order).
+  Stmt s(db_, (std::string("SELECT ") + kColumns + " FROM extractions ORDER BY created_us DESC, rowid DESC LIMIT ?")
+                  .c_str());
+  s.bind(1, static_cast<int64_t>(limit));
   std::vector<Extraction> out;
   while (s.step()) out.push_back(read_row(s));
   return out;

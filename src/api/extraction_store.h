@@ -2,15 +2,18 @@
 // Curated/dead-lettered counts are not stored here: they come from the delivery ledger, written in
 // the same transaction as the curator's acks, so they are exact after crashes.
 #pragma once
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace apilake {
 
@@ -35,7 +38,14 @@ class ExtractionStore {
   ExtractionStore(const ExtractionStore&) = delete;
   ExtractionStore& operator=(const ExtractionStore&) = delete;
 
-  void insert(const Extraction& e);                 // durable when it returns
+  // Durable (committed) when it returns; throws std::runtime_error when the row cannot be stored.
+  void insert(const Extraction& e);
+  // The same, asynchronous: `done` runs on the store's writer thread once the row is committed
+  // (error empty) or refused (error says why). Group commit: the writer stores every row queued
+  // meanwhile in one transaction (one WAL write), so the API's io threads never wait for SQLite.
+  // `done` must not throw or block long.
+  using InsertDone = std::function<void(const std::string& error)>;
+  void insert_async(Extraction e, InsertDone done);
   std::optional<Extraction> get(const std::string& id);
   void set_running(const std::string& id);
   void add_page(const std::string& id, int64_t records, int64_t bytes);
@@ -44,6 +54,7 @@ class ExtractionStore {
   void reset_progress(const std::string& id);
   void finish(const std::string& id, bool ok, const std::string& error);
   std::vector<Extraction> unfinished();             // queued or running, oldest first
+  std::vector<Extraction> recent(std::size_t limit);  // any status, newest first (GET /v1/extractions)
 
   // Incremental state: the highest cursor value fetched by a successful extraction, per (source,
   // endpoint, params key — the params except the incremental one). Survives restarts.
@@ -56,8 +67,24 @@ class ExtractionStore {
 
  private:
   void exec(const std::string& sql);
+  struct PendingInsert {
+    Extraction row;
+    InsertDone done;
+    std::string error;  // empty: committed
+  };
+  void writer();
+  void commit_batch(std::vector<PendingInsert>& batch);
   std::mutex mu_;
   sqlite3* db_ = nullptr;
+  // Hot-path statements, prepared once; used only under mu_.
+  sqlite3_stmt* insert_stmt_ = nullptr;
+  sqlite3_stmt* get_stmt_ = nullptr;
+  // Group commit: rows queued by insert_async, written by one writer thread.
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;
+  std::vector<PendingInsert> pending_;
+  bool closing_ = false;
+  std::thread writer_;
 };
 
 }  // namespace apilake

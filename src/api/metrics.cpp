@@ -33,7 +33,8 @@ const std::vector<std::string>& Metrics::routes() {
       "/healthz",         "/v1/sources",          "/v1/extractions", "/v1/extractions/{id}",
       "/v1/query",        "/v1/insights",         "/v1/insights/{name}", "/v1/datasets",
       "/v1/deadletters",  "/v1/deadletters/{rest}",  "/openapi.json",   "/docs",
-      "/docs/{file}",     "/metrics",             "/",               "other"};
+      "/docs/{file}",     "/metrics",             "/",               "/v1/status",
+      "/ui/{file}",       "/assets/chart.js",     "/v1/pubsub/push", "other"};
   return r;
 }
 
@@ -45,6 +46,7 @@ std::string Metrics::route_of(const std::string& path) {
   if (starts("/v1/insights/")) return "/v1/insights/{name}";
   if (starts("/v1/deadletters/")) return "/v1/deadletters/{rest}";
   if (starts("/docs/")) return "/docs/{file}";
+  if (starts("/ui/")) return "/ui/{file}";
   return "other";
 }
 
@@ -76,6 +78,36 @@ void Metrics::observe_batch(const std::string& consumer, int64_t messages, int64
 void Metrics::add_collector(Collector c) {
   std::lock_guard lk(collectors_mu_);
   collectors_.push_back(std::move(c));
+}
+
+void Metrics::add_gauge(std::string name, std::string help, std::string label, std::function<Samples()> read) {
+  std::lock_guard lk(collectors_mu_);
+  gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(label), std::move(read)});
+}
+
+void Metrics::set_deployment(std::string bus, std::string lake) {
+  std::lock_guard lk(collectors_mu_);
+  bus_ = std::move(bus);
+  lake_ = std::move(lake);
+}
+
+Metrics::Snapshot Metrics::snapshot() {
+  Snapshot s;
+  s.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  s.pages_published = pages_.load(kRelaxed);
+  ConsumerCounts* out[] = {&s.archive, &s.curate};
+  for (std::size_t i = 0; i < 2; ++i)
+    *out[i] = ConsumerCounts{consumers_[i].batches.load(kRelaxed), consumers_[i].messages.load(kRelaxed),
+                             consumers_[i].rows.load(kRelaxed), consumers_[i].deadlettered.load(kRelaxed)};
+  std::vector<Gauge> gauges;
+  {
+    std::lock_guard lk(collectors_mu_);
+    gauges = gauges_;
+    s.bus = bus_;
+    s.lake = lake_;
+  }
+  for (const auto& g : gauges) s.gauges[g.name] = g.read();
+  return s;
 }
 
 std::string Metrics::render() {
@@ -118,9 +150,24 @@ std::string Metrics::render() {
     histogram(out, "apilake_batch_flush_seconds", fmt::format("consumer=\"{}\"", consumer_names[i]),
               consumers_[i].flush_buckets, consumers_[i].flush_sum_us.load(kRelaxed));
   std::vector<Collector> collectors;
+  std::vector<Gauge> gauges;
+  std::string bus, lake;
   {
     std::lock_guard lk(collectors_mu_);
     collectors = collectors_;
+    gauges = gauges_;
+    bus = bus_;
+    lake = lake_;
+  }
+  out += fmt::format("# HELP apilake_uptime_seconds Seconds since this process started.\n"
+                     "# TYPE apilake_uptime_seconds gauge\napilake_uptime_seconds {:.3f}\n",
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  if (!bus.empty())
+    out += fmt::format("# HELP apilake_info What this process runs on.\n# TYPE apilake_info gauge\n"
+                       "apilake_info{{bus=\"{}\",lake=\"{}\"}} 1\n", bus, lake);
+  for (const auto& g : gauges) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", g.name, g.help, g.name);
+    for (const auto& [label, value] : g.read()) out += fmt::format("{}{{{}=\"{}\"}} {}\n", g.name, g.label, label, value);
   }
   for (const auto& c : collectors) c(out);
   return out;

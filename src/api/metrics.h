@@ -2,14 +2,18 @@
 // relaxed atomics in fixed tables (no locks, no allocation per request): HTTP requests by route
 // template + status, a latency histogram per route, pages published, per-consumer batches, rows,
 // dead letters and flush (stage + commit) latency. Gauges that are read from elsewhere (bus backlog,
-// lake sizes, insight freshness) come from collectors called at scrape time.
+// lake sizes, insight freshness) come from collectors called at scrape time. snapshot() hands the same
+// counters and labelled gauges to GET /v1/status as structured values (gathered once, for both).
 #pragma once
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace apilake {
@@ -31,6 +35,25 @@ class Metrics {
   using Collector = std::function<void(std::string& out)>;
   void add_collector(Collector c);
 
+  // A gauge with one label, read at scrape time: rendered in /metrics and returned by snapshot().
+  using Samples = std::vector<std::pair<std::string, double>>;   // label value -> value
+  void add_gauge(std::string name, std::string help, std::string label, std::function<Samples()> read);
+
+  // What this process runs on (bus kind, lake kind): /metrics shows it as apilake_info{bus,lake} 1.
+  void set_deployment(std::string bus, std::string lake);
+
+  struct ConsumerCounts {
+    uint64_t batches = 0, messages = 0, rows = 0, deadlettered = 0;
+  };
+  struct Snapshot {
+    double uptime_seconds = 0;
+    std::string bus, lake;
+    uint64_t pages_published = 0;
+    ConsumerCounts archive, curate;
+    std::map<std::string, Samples> gauges;   // by gauge name
+  };
+  Snapshot snapshot();
+
   std::string render();
 
  private:
@@ -47,11 +70,18 @@ class Metrics {
     std::atomic<uint64_t> flush_sum_us{0};
   };
   static const std::vector<std::string>& routes();
-  std::array<Route, 16> routes_{};
+  std::array<Route, 20> routes_{};   // one per entry of routes()
   std::array<Consumer, 2> consumers_{};   // archive, curate
   std::atomic<uint64_t> pages_{0};
-  std::mutex collectors_mu_;
+  struct Gauge {
+    std::string name, help, label;
+    std::function<Samples()> read;
+  };
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::mutex collectors_mu_;   // guards collectors_, gauges_, bus_, lake_
   std::vector<Collector> collectors_;
+  std::vector<Gauge> gauges_;
+  std::string bus_, lake_;
 };
 
 }  // namespace apilake

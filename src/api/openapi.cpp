@@ -215,6 +215,97 @@ std::string openapi_document(const std::vector<Source>& sources, const std::vect
                                                         {"503", problem_response("the swagger-ui-dist assets are not installed")}})}})}});
   paths["/metrics"] = obj({{"get", obj({{"summary", "Prometheus metrics"}, {"operationId", "metrics"},
                                         {"responses", obj({{"200", obj({{"description", "text exposition format 0.0.4"}, {"content", obj({{"text/plain", obj({{"schema", obj({{"type", "string"}})}})}})}})}})}})}});
+  // Recent extractions, newest first: the same object as GET /v1/extractions/{id} per item.
+  paths["/v1/extractions"].as_object()["get"] = obj({
+      {"summary", "Recent extractions, newest first"}, {"operationId", "listExtractions"},
+      {"parameters", json::array{obj({{"name", "limit"}, {"in", "query"}, {"required", false},
+                                      {"schema", obj({{"type", "integer"}, {"minimum", 1}, {"maximum", 100}, {"default", 20}})}})}},
+      {"responses", obj({{"200", json_response("the extractions", obj({
+                             {"type", "object"}, {"required", json::array{"extractions"}},
+                             {"properties", obj({{"extractions", obj({{"type", "array"}, {"items", jref("#/components/schemas/Extraction")}})}})}}))},
+                         {"400", problem_response("limit is not an integer 1..100")}})}});
+  json::object counts{{"type", "object"},
+                      {"properties", obj({{"batches", obj({{"type", "integer"}})}, {"messages", obj({{"type", "integer"}})},
+                                          {"records", obj({{"type", "integer"}})}, {"deadlettered", obj({{"type", "integer"}})}})}};
+  paths["/v1/status"] = obj({{"get", obj({
+      {"summary", "Pipeline status: bus backlog per subscription, counters since start, uptime (the numbers of /metrics)"},
+      {"operationId", "status"},
+      {"responses", obj({{"200", json_response("the status", obj({
+                             {"type", "object"},
+                             {"required", json::array{"uptime_seconds", "bus", "lake", "backlog", "pages_published", "archive", "curate"}},
+                             {"properties", obj({
+                                 {"uptime_seconds", obj({{"type", "number"}})},
+                                 {"bus", obj({{"type", "string"}, {"description", "sqlite | pubsub"}})},
+                                 {"lake", obj({{"type", "string"}, {"description", "local | object"}})},
+                                 {"backlog", obj({{"type", json::array{"object", "null"}},
+                                                  {"description", "messages waiting per subscription; null when this bus cannot count them"},
+                                                  {"additionalProperties", obj({{"type", "integer"}})}})},
+                                 {"pages_published", obj({{"type", "integer"}})},
+                                 {"archive", counts},
+                                 {"curate", counts}})}}))},
+                         {"503", problem_response("metrics are not enabled in this process")}})}})}});
+  paths["/v1/deadletters/{dataset}"] = obj({{"get", obj({
+      {"summary", "Dead-letter lines of one dataset (oldest first), optionally of one reason"},
+      {"operationId", "getDeadLetters"},
+      {"parameters", json::array{
+           obj({{"name", "dataset"}, {"in", "path"}, {"required", true}, {"schema", obj({{"type", "string"}})},
+                {"description", "<source>_<endpoint>"}}),
+           obj({{"name", "reason"}, {"in", "query"}, {"required", false}, {"schema", obj({{"type", "string"}})},
+                {"description", "only lines with this reason (as listed by GET /v1/deadletters)"}}),
+           obj({{"name", "limit"}, {"in", "query"}, {"required", false},
+                {"schema", obj({{"type", "integer"}, {"minimum", 1}, {"maximum", 1000}, {"default", 100}})}})}},
+      {"responses", obj({{"200", json_response("the lines: each the original record, reason, replayed, file, line", any_object)},
+                         {"400", problem_response("limit is not an integer 1..1000")},
+                         {"404", problem_response("unknown dataset")},
+                         {"409", problem_response("the dataset's definition cannot be read")},
+                         {"503", problem_response("dead letters unavailable")}})}})}});
+  paths["/v1/deadletters/{dataset}:replay"] = obj({{"post", obj({
+      {"summary", "Re-curate a dataset's pending dead letters with the current definition"},
+      {"operationId", "replayDeadLetters"}, {"security", secured},
+      {"parameters", json::array{obj({{"name", "dataset"}, {"in", "path"}, {"required", true}, {"schema", obj({{"type", "string"}})}})}},
+      {"requestBody", obj({{"required", false},
+                           {"content", obj({{"application/json", obj({{"schema", obj({
+                               {"type", "object"},
+                               {"properties", obj({{"from", obj({{"type", "string"}, {"pattern", "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}$"}})},
+                                                   {"to", obj({{"type", "string"}, {"pattern", "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}$"}})}})}})}})}})}})},
+      {"responses", obj({{"200", json_response("files looked at, lines replayed, rows written, still failing", any_object)},
+                         {"400", problem_response("body is not {\"from\", \"to\"} with hours YYYY-MM-DDTHH")},
+                         {"401", problem_response("an API key is required")},
+                         {"404", problem_response("unknown dataset")},
+                         {"409", problem_response("the dataset's schema cannot be applied")},
+                         {"503", problem_response("dead letters unavailable")}})}})}});
+  paths["/v1/pubsub/push"] = obj({{"post", obj({
+      {"summary", "Pub/Sub push delivery (push deployments; its own token, not the API keys)"},
+      {"operationId", "pubsubPush"},
+      {"parameters", json::array{obj({{"name", "token"}, {"in", "query"}, {"required", false}, {"schema", obj({{"type", "string"}})}})}},
+      {"requestBody", obj({{"required", true}, {"content", obj({{"application/json", obj({{"schema", any_object}})}})}})},
+      {"responses", obj({{"204", obj({{"description", "committed: Pub/Sub acks the message"}})},
+                         {"400", problem_response("not a push envelope")},
+                         {"401", problem_response("a valid push token is required")},
+                         {"404", problem_response("push mode is not enabled, or unknown subscription")},
+                         {"503", problem_response("not committed: Pub/Sub redelivers")}})}})}});
+  auto html = [&](const std::string& what) {
+    return obj({{"description", what}, {"content", obj({{"text/html", obj({{"schema", obj({{"type", "string"}})}})}})}});
+  };
+  paths["/"] = obj({{"get", obj({{"summary", "The dashboard (web/index.html)"}, {"operationId", "dashboard"},
+                                 {"responses", obj({{"200", html("HTML page")},
+                                                    {"503", problem_response("the dashboard's files (web/) are not found")}})}})}});
+  paths["/ui/{file}"] = obj({{"get", obj({
+      {"summary", "The dashboard's scripts and styles"}, {"operationId", "dashboardFile"},
+      {"parameters", json::array{obj({{"name", "file"}, {"in", "path"}, {"required", true}, {"schema", obj({{"type", "string"}})}})}},
+      {"responses", obj({{"200", obj({{"description", "the file (text/javascript, text/css)"}})},
+                         {"404", problem_response("no such file")},
+                         {"503", problem_response("the dashboard's files (web/) are not found")}})}})}});
+  paths["/assets/chart.js"] = obj({{"get", obj({
+      {"summary", "Chart.js (UMD build of the pinned npm package chart.js)"}, {"operationId", "chartJs"},
+      {"responses", obj({{"200", obj({{"description", "JavaScript"}, {"content", obj({{"text/javascript", obj({{"schema", obj({{"type", "string"}})}})}})}})},
+                         {"503", problem_response("the chart.js package is not installed")}})}})}});
+  paths["/docs/{file}"] = obj({{"get", obj({
+      {"summary", "Swagger UI's assets (npm package swagger-ui-dist)"}, {"operationId", "docsFile"},
+      {"parameters", json::array{obj({{"name", "file"}, {"in", "path"}, {"required", true}, {"schema", obj({{"type", "string"}})}})}},
+      {"responses", obj({{"200", obj({{"description", "the file"}})},
+                         {"404", problem_response("no such file")},
+                         {"503", problem_response("the swagger-ui-dist assets are not installed")}})}})}});
   // Every route answers these the same way.
   for (auto& [path, item] : paths)
     for (auto& [method, op] : item.as_object()) {

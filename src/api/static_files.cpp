@@ -66,6 +66,49 @@ fs::path find_node_modules(const fs::path& sources_dir, const std::string& packa
   return {};
 }
 
+fs::path find_web_dir(const fs::path& sources_dir) {
+  if (const char* env = std::getenv("APILAKE_WEB_DIR"); env && *env) return fs::path(env);
+  // Same search as find_node_modules: web/ sits next to sources/ and node_modules/ in the repo.
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  if (!sources_dir.empty()) candidates.push_back(fs::absolute(sources_dir, ec).parent_path() / "web");
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (fs::path d = exe.parent_path(); !d.empty() && d != d.root_path(); d = d.parent_path())
+      candidates.push_back(d / "web");
+  candidates.push_back(fs::current_path(ec) / "web");
+  for (const auto& c : candidates)
+    if (fs::is_regular_file(c / "index.html", ec)) return c;
+  return {};
+}
+
+std::optional<ServerResponse> dashboard_route(const ServerRequest& request, const fs::path& web_dir,
+                                              const fs::path& node_modules) {
+  const std::string& path = request.path;
+  const bool chart = path == "/assets/chart.js";
+  if (path != "/" && path.rfind("/ui/", 0) != 0 && !chart) return std::nullopt;
+  if (request.method != "GET" && request.method != "HEAD") {
+    auto r = problem(405, "Method Not Allowed", request.method + " is not allowed on " + path);
+    r.headers.emplace_back("Allow", "GET, HEAD");
+    return r;
+  }
+  if (chart) {
+    StaticFiles files(node_modules.empty() ? fs::path() : node_modules / "chart.js" / "dist");
+    if (auto r = files.serve("chart.umd.js")) return r;
+    return problem(503, "Service Unavailable",
+                   "Chart.js is not installed (npm package chart.js; run scripts/setup.sh or set APILAKE_NODE_MODULES)");
+  }
+  StaticFiles files(web_dir);
+  if (!files.available())
+    return problem(503, "Service Unavailable", "the dashboard's files (web/) are not found; set APILAKE_WEB_DIR");
+  auto r = files.serve(path.rfind("/ui/", 0) == 0 ? path.substr(4) : "index.html");
+  if (!r) return problem(404, "Not Found", "no such file: " + path);
+  // The page and its scripts change with the binary: revalidate rather than cache for an hour.
+  for (auto& [name, value] : r->headers)
+    if (name == "Cache-Control") value = "no-cache";
+  return r;
+}
+
 std::string swagger_ui_page() {
   return R"(<!doctype html>
 <html lang="en">

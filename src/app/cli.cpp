@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "app/commands.h"
+#include "curate/schema.h"
 
 namespace apilake {
 
@@ -29,6 +30,8 @@ int wait_for_stop_signal() {
 }
 
 int run_cli(int argc, char** argv) {
+  // Loading a definition checks each `default` with the curator's own conversion (schema_model.h).
+  set_default_check(&default_problem);
   CLI::App app{"apilake: public HTTP/JSON APIs into a queryable lake (raw Avro, curated Parquet, SQL)"};
   app.require_subcommand(1);
   app.fallthrough();  // global options (--log-level) are accepted after the subcommand too

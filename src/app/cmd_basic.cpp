@@ -33,6 +33,9 @@ void register_up(CLI::App& app, Config& config, Commands& out) {
     auto* sub = app.add_subcommand(r.name, r.help);
     sub->add_option("--data-dir", config.data_dir, "lake: a directory, s3://bucket/prefix or gs://bucket/prefix");
     sub->add_option("--sources", config.sources_dir, "directory of source definitions");
+    sub->add_option("--index", config.consumer_index,
+                    "this process's number among the same role on this host (instance name <host>-<role>-<index>)");
+    sub->add_option("--instance", config.consumer_instance, "stable instance name in the lake ledger (overrides --index)");
     if (r.roles.api) {
       sub->add_option("--host", config.host, "address to bind");
       sub->add_option("--port", config.port, "API port");

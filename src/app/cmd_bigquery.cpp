@@ -9,6 +9,7 @@
 #include "app/commands.h"
 #include "curate/bigquery.h"
 #include "definition/definition.h"
+#include "lake/open_lake.h"
 
 namespace apilake {
 
@@ -41,10 +42,19 @@ void register_bigquery(CLI::App& app, Config& config, Commands& out) {
   ddl->add_option("--dataset", target->dataset, "BigQuery dataset")->default_str("apilake");
   ddl->add_option("--table", target->table, "table name (default: source_endpoint, as the SQL view)");
   ddl->add_option("--sources", config.sources_dir, "directory of source definitions")->capture_default_str();
+  ddl->add_option("--data-dir", config.data_dir, "the lake (its schema registry has the evolved columns)")
+      ->capture_default_str();
   out.push_back({ddl, [&config, dataset, target] {
                    auto sources = load_sources(config.sources_dir);
                    auto [source, endpoint] = find_dataset(sources, *dataset);
-                   std::cout << bigquery_ddl(*source, *endpoint, *target);
+                   // Columns added by schema evolution are in the lake's schema registry; a local lake
+                   // that does not exist yet has none (and is not created just to print a statement).
+                   if (is_object_store_uri(config.data_dir) || std::filesystem::is_directory(config.data_dir)) {
+                     auto lake = open_lake(config.data_dir);
+                     std::cout << bigquery_ddl(*source, *endpoint, *target, *lake);
+                   } else {
+                     std::cout << bigquery_ddl(*source, *endpoint, *target);
+                   }
                    return 0;
                  }});
 }

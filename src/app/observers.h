@@ -65,6 +65,7 @@ class ObservedLedger final : public Ledger {
   std::vector<PreparedBatch> pending(const std::string& consumer) override { return inner_.pending(consumer); }
   void abandon(const PreparedBatch& b, const std::string& subscription) override { inner_.abandon(b, subscription); }
   bool seen(const std::string& consumer, const std::string& message_id) override { return inner_.seen(consumer, message_id); }
+  bool seen_key(const std::string& consumer, const std::string& key) override { return inner_.seen_key(consumer, key); }
   ExtractionCounts counts(const std::string& consumer, const std::string& extraction_id) override {
     return inner_.counts(consumer, extraction_id);
   }
@@ -114,13 +115,15 @@ struct PipelineObservers {
         archive_ledger(ledger, "archive", archive_handler, metrics, insights),
         curate_ledger(ledger, "curate", curate_handler, metrics, insights),
         counting_bus(bus, metrics) {
+    // A labelled gauge (not a text collector) so GET /v1/status reads the same numbers structured.
     if (sqlite)
-      metrics.add_collector([sqlite](std::string& out) {
-        out += "# HELP apilake_bus_backlog_messages Messages waiting (not acked, not dead) per subscription.\n"
-               "# TYPE apilake_bus_backlog_messages gauge\n";
-        for (const char* s : {"archive", "curate"})
-          out += fmt::format("apilake_bus_backlog_messages{{subscription=\"{}\"}} {}\n", s, sqlite->backlog(s));
-      });
+      metrics.add_gauge("apilake_bus_backlog_messages", "Messages waiting (not acked, not dead) per subscription.",
+                        "subscription", [sqlite] {
+                          Metrics::Samples out;
+                          for (const char* s : {"archive", "curate"})
+                            out.emplace_back(s, static_cast<double>(sqlite->backlog(s)));
+                          return out;
+                        });
     if (!insights) return;
     metrics.add_collector([insights](std::string& out) {
       auto stats = insights->dataset_stats();

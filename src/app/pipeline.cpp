@@ -1,7 +1,12 @@
 #include "app/pipeline.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdlib>
 #include <filesystem>
@@ -41,6 +46,13 @@
 namespace apilake {
 
 struct Pipeline::Impl {
+  // Instance lock (object lakes, lock_instance()); first member, so it is released last.
+  struct InstanceLock {
+    int fd = -1;
+    ~InstanceLock() {
+      if (fd >= 0) ::close(fd);
+    }
+  } instance_lock;
   Config config;
   Roles roles;
   std::vector<Source> sources;
@@ -82,13 +94,38 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-// A stable name for this process in the lake ledger: host + role + port (pods: the pod name).
+// This process's name in the lake ledger: consumer.instance, else <host>-<role>-<consumer.index>.
+// Stable across restarts on purpose: a restarted curator rolls forward the prepared batches left
+// under its name (their staged files are in its staging dir, which is named after it too). Unique
+// among live processes: lock_instance() refuses a second process with the same name on this host.
 std::string instance_name(const Config& c, const Roles& r) {
+  if (!c.consumer_instance.empty()) {
+    const auto& n = c.consumer_instance;
+    if (n == "." || n == ".." || n.size() > 200 ||
+        n.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != std::string::npos)
+      throw std::invalid_argument("consumer.instance '" + n + "' must be 1-200 of A-Z a-z 0-9 . _ -");
+    return n;
+  }
+  if (c.consumer_index < 0) throw std::invalid_argument("consumer.index must not be negative");
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
   std::string role = r.api ? "serve" : r.curate ? "curate" : "archive";
-  if (const char* pod = std::getenv("HOSTNAME"); pod && *pod) return std::string(pod) + "-" + role + "-" + std::to_string(::getpid());
-  return std::string(host) + "-" + role + "-" + std::to_string(r.api ? c.port : ::getpid());
+  return std::string(host) + "-" + role + "-" + std::to_string(c.consumer_index);
+}
+
+// Holds an exclusive lock on <state>/<instance>.lock for the life of the process: two live processes
+// sharing an instance name would roll each other's in-flight batches forward and share staging.
+int lock_instance(const std::filesystem::path& state_root, const std::string& instance) {
+  std::filesystem::create_directories(state_root);
+  const auto path = state_root / (instance + ".lock");
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot open " + path.string() + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    throw std::invalid_argument("instance name '" + instance + "' is in use by another process on this host (" +
+                                path.string() + "): give each process its own --index or consumer.instance");
+  }
+  return fd;
 }
 
 }  // namespace
@@ -127,7 +164,10 @@ Pipeline::Pipeline(Config config, Roles roles) : impl_(std::make_unique<Impl>())
   LakeOptions lake_options;
   lake_options.endpoint = c.s3_endpoint;
   // Object lake: each process stages in its own directory (its ledger names those files).
-  if (object_lake) lake_options.staging_dir = local / "staging" / instance;
+  if (object_lake) {
+    m.instance_lock.fd = lock_instance(local / "state", instance);
+    lake_options.staging_dir = local / "staging" / instance;
+  }
   m.lake = open_lake(object_lake ? c.data_dir : local.string(), lake_options);
   m.state_dir = object_lake ? local / "state" / instance : local / "_state";
 
@@ -178,7 +218,7 @@ Pipeline::Pipeline(Config config, Roles roles) : impl_(std::make_unique<Impl>())
   m.curate_db = std::make_unique<duck::Database>(curate_db);
 
   m.archiver = std::make_unique<Archiver>("archive", m.lake->staging_dir());
-  m.curator = std::make_unique<Curator>(m.sources, *m.curate_db, m.lake->staging_dir());
+  m.curator = std::make_unique<Curator>(m.sources, *m.curate_db, m.lake->staging_dir(), m.lake.get());
   auto commit_file = [lake = m.lake.get()](const StagedFile& f) { lake->commit_staged(f.staged, f.final); };
   auto consumer_options = [&](const char* name) {
     ConsumerOptions o;
@@ -190,6 +230,7 @@ Pipeline::Pipeline(Config config, Roles roles) : impl_(std::make_unique<Impl>())
     return o;
   };
   m.metrics = std::make_unique<Metrics>();
+  m.metrics->set_deployment(c.bus_kind, object_lake ? "object" : "local");
   // Insights materialise from local Parquet; on an object lake they are not run (yet).
   if (!object_lake)
     m.insights = std::make_unique<InsightService>(m.lake->local_root(), m.sources, load_models(m.sources));
@@ -231,17 +272,22 @@ Pipeline::Pipeline(Config config, Roles roles) : impl_(std::make_unique<Impl>())
   }
   deps.node_modules = find_node_modules(c.sources_dir, "swagger-ui-dist");
   if (deps.node_modules.empty()) spdlog::warn("swagger-ui-dist not found (npm ci): /docs answers 503");
+  deps.web_dir = find_web_dir(c.sources_dir);
+  if (deps.web_dir.empty()) spdlog::warn("web/ (the dashboard) not found: / answers 503");
   m.api = std::make_unique<Api>(deps);
   ServerOptions so;
   so.host = c.host;
   so.port = c.port;
   so.threads = c.http_threads;
-  m.server = std::make_unique<HttpServer>(so, [api = m.api.get(), metrics = m.metrics.get()](const ServerRequest& r) {
-    auto t0 = std::chrono::steady_clock::now();
-    ServerResponse resp = api->handle(r);
-    metrics->observe_request(r.path, resp.status,
-                             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    return resp;
+  // Asynchronous: POST /v1/extractions answers after the group commit without holding an io thread.
+  m.server = std::make_unique<HttpServer>(so, [api = m.api.get(), metrics = m.metrics.get()](const ServerRequest& r,
+                                                                                             Responder reply) {
+    api->handle_async(r, [reply = std::move(reply), metrics, path = r.path,
+                          t0 = std::chrono::steady_clock::now()](ServerResponse resp) {
+      metrics->observe_request(path, resp.status,
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      reply(std::move(resp));
+    });
   });
 }
 

@@ -15,6 +15,10 @@ namespace apilake {
 
 using Attributes = std::map<std::string, std::string>;
 
+// The attribute that carries OutMessage::dedup_key on buses that cannot enforce it (Pub/Sub); the
+// consumers' ledger uses it as the identity of a message's content (ledger.h).
+inline constexpr const char* kDedupKeyAttribute = "dedup_key";
+
 struct OutMessage {
   std::string data;          // raw bytes
   Attributes attributes;

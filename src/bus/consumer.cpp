@@ -3,7 +3,9 @@
 #include "bus/fault.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
@@ -26,6 +28,61 @@ void remove_staged(const PreparedBatch& batch) {
   std::error_code ec;
   for (const auto& f : batch.files) std::filesystem::remove(f.staged, ec);
 }
+
+// The publisher's identity of a message's content ("" = none): a page republished under a new
+// message id carries the same key (ledger.h).
+const std::string& key_of(const Message& m) {
+  static const std::string none;
+  auto it = m.attributes.find(kDedupKeyAttribute);
+  return it == m.attributes.end() ? none : it->second;
+}
+
+// Keeps a batch's leases alive from its own thread while the batch is staged and its files are
+// moved into the lake (both can be slow: a big curate batch, an upload). Without it a lease could
+// run out mid-batch and the bus would hand the messages to another consumer process, which would
+// write them too. Extends every lease/3, so one late or failed extension still leaves time.
+// stop() joins, so no extension can land after the caller's own ack or nack (it would undo a nack).
+class LeaseKeeper {
+ public:
+  LeaseKeeper(Bus& bus, const ConsumerOptions& o, std::vector<std::string> ack_ids)
+      : bus_(bus), options_(o), ack_ids_(std::move(ack_ids)) {
+    if (ack_ids_.empty()) return;
+    thread_ = std::thread([this] { run(); });
+  }
+  ~LeaseKeeper() { stop(); }
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(options_.lease) / 3;
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, every, [this] { return done_; })) {
+      lock.unlock();
+      try {
+        bus_.extend(options_.subscription, ack_ids_, options_.lease);
+        spdlog::debug("{}: extended the lease of {} messages being written", options_.consumer, ack_ids_.size());
+      } catch (const std::exception& e) {
+        spdlog::warn("{}: extending the lease of a batch being written failed (retried in {} ms): {}",
+                     options_.consumer, every.count(), e.what());
+      }
+      lock.lock();
+    }
+  }
+  Bus& bus_;
+  const ConsumerOptions& options_;
+  std::vector<std::string> ack_ids_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -112,7 +169,7 @@ std::size_t Consumer::step(bool force_flush, bool& pulled_any) {
     for (auto& m : messages) {
       // Already in a batch of ours (a redelivery after a lost ack or a crash): its file exists or
       // will be rolled forward, so only the ack is missing.
-      if (ledger_.seen(options_.consumer, m.id)) {
+      if (ledger_.seen(options_.consumer, m.id) || ledger_.seen_key(options_.consumer, key_of(m))) {
         duplicates.push_back(m.ack_id);
         continue;
       }
@@ -159,7 +216,7 @@ void Consumer::process(const std::vector<Message>& messages) {
   if (recover_due_) recover();
   std::vector<Message> fresh;
   for (const auto& m : messages)
-    if (!ledger_.seen(options_.consumer, m.id)) fresh.push_back(m);
+    if (!ledger_.seen(options_.consumer, m.id) && !ledger_.seen_key(options_.consumer, key_of(m))) fresh.push_back(m);
   if (fresh.empty()) return;  // a redelivery of something already in the ledger
   const std::size_t n = fresh.size();
   if (settle(std::move(fresh), true) != n)
@@ -169,6 +226,27 @@ void Consumer::process(const std::vector<Message>& messages) {
 // Steps 1–4 of the ledger protocol for one batch. Pulled batches (pushed = false) are nacked on a
 // failure before prepare; pushed ones have nothing to nack: the exception goes to the sender.
 std::size_t Consumer::settle(std::vector<Message> messages, bool pushed) {
+  // Riders: later copies of a page already in this batch (same dedup key, another message id — a
+  // republished page pulled together with the first copy). They are not written; they are acked
+  // once the batch commits and handed back with it when it fails.
+  std::vector<Message> riders;
+  {
+    std::set<std::string> keys;
+    std::vector<Message> unique;
+    for (auto& m : messages) {
+      const auto& k = key_of(m);
+      if (!k.empty() && !keys.insert(k).second) riders.push_back(std::move(m));
+      else unique.push_back(std::move(m));
+    }
+    messages = std::move(unique);
+  }
+  auto all_ack_ids = [&] {
+    auto ids = ack_ids_of(messages);
+    for (const auto& r : riders) ids.push_back(r.ack_id);
+    return ids;
+  };
+  std::optional<LeaseKeeper> keeper;
+  if (!pushed) keeper.emplace(bus_, options_, all_ack_ids());
   PreparedBatch batch;
   try {
     batch = handler_.stage(messages);
@@ -176,18 +254,21 @@ std::size_t Consumer::settle(std::vector<Message> messages, bool pushed) {
     if (pushed) throw;
     spdlog::warn("{}: staging a batch of {} messages failed, nacking them: {}", options_.consumer, messages.size(),
                  e.what());
-    bus_.nack(options_.subscription, ack_ids_of(messages));
+    keeper->stop();
+    bus_.nack(options_.subscription, all_ack_ids());
     return 0;
   } catch (...) {
     if (pushed) throw;
     spdlog::warn("{}: staging a batch of {} messages failed (unknown exception), nacking them", options_.consumer,
                  messages.size());
-    bus_.nack(options_.subscription, ack_ids_of(messages));
+    keeper->stop();
+    bus_.nack(options_.subscription, all_ack_ids());
     return 0;
   }
 
   // The consumer owns the bookkeeping: the ledger name, and which deliveries the batch settles.
   batch.consumer = options_.consumer;
+  if (keeper) keeper->stop();  // restarted below for exactly the deliveries the batch settles
   if (batch.message_ids.empty()) {
     for (const auto& m : messages) {
       batch.message_ids.push_back(m.id);
@@ -210,7 +291,24 @@ std::size_t Consumer::settle(std::vector<Message> messages, bool pushed) {
       if (!in_batch.count(m.id)) left_out.push_back(m.ack_id);
     if (!left_out.empty() && !pushed) bus_.nack(options_.subscription, left_out);
   }
-  if (batch.message_ids.empty()) return 0;
+  {
+    std::unordered_map<std::string, const Message*> by_id;
+    for (const auto& m : messages) by_id.emplace(m.id, &m);
+    batch.keys.clear();
+    for (const auto& id : batch.message_ids) {
+      auto it = by_id.find(id);
+      batch.keys.push_back(it == by_id.end() ? std::string() : key_of(*it->second));
+    }
+  }
+  if (batch.message_ids.empty()) {
+    if (!riders.empty() && !pushed) bus_.nack(options_.subscription, ack_ids_of(riders));
+    return 0;
+  }
+  if (!pushed) {
+    auto ids = batch.ack_ids;
+    for (const auto& r : riders) ids.push_back(r.ack_id);
+    keeper.emplace(bus_, options_, std::move(ids));
+  }
   if (batch.batch_id.empty())
     batch.batch_id = fmt::format("{}-{}-{}", options_.consumer, batch.message_ids.front(), batch.message_ids.back());
 
@@ -234,7 +332,8 @@ std::size_t Consumer::settle(std::vector<Message> messages, bool pushed) {
     spdlog::error("{}: preparing batch {} failed, nacking its messages: {}", options_.consumer, batch.batch_id, e.what());
     remove_staged(batch);
     if (pushed) throw;
-    bus_.nack(options_.subscription, ack_ids_of(messages));
+    keeper->stop();
+    bus_.nack(options_.subscription, all_ack_ids());
     return 0;
   }
 
@@ -245,6 +344,7 @@ std::size_t Consumer::settle(std::vector<Message> messages, bool pushed) {
       commit_file_(f);
       fault_point(options_.consumer, "after_rename");  // the first file is in the lake, the rest staged
     }
+    if (keeper) keeper->stop();  // before commit() acks: no extension may land after the ack
     ledger_.commit(batch, options_.subscription);
   } catch (const std::exception& e) {
     // The batch is durable in the ledger: recover() finishes it; its messages are not nacked
@@ -254,10 +354,23 @@ std::size_t Consumer::settle(std::vector<Message> messages, bool pushed) {
     recover_due_ = true;
     return 0;
   }
+  if (keeper) keeper->stop();
   fault_point(options_.consumer, "after_commit_before_return");
+  if (!riders.empty() && !pushed) {
+    try {
+      bus_.ack(options_.subscription, ack_ids_of(riders));
+    } catch (const std::exception& e) {
+      // They come back and are acked then: their key is in the committed batch.
+      spdlog::info("{}: acking {} republished copies failed ({}); they are skipped when redelivered",
+                   options_.consumer, riders.size(), e.what());
+    }
+  }
+  if (!riders.empty())
+    spdlog::info("{}: {} republished copies of pages in batch {} acked without writing", options_.consumer,
+                 riders.size(), batch.batch_id);
   spdlog::debug("{}: committed batch {} ({} messages, {} files)", options_.consumer, batch.batch_id,
                 batch.message_ids.size(), batch.files.size());
-  return batch.message_ids.size();
+  return batch.message_ids.size() + riders.size();
 }
 
 void Consumer::recover() {

@@ -6,7 +6,9 @@
 //   4. commit(): marks B committed and acks M in one step.
 // pending() returns prepared-but-uncommitted batches; the consumer rolls them forward (3 and 4), or
 // abandon()s one whose staged file is gone before it reached its final name.
-// A message id already in a prepared or committed batch of this consumer is skipped and acked.
+// A message id already in a prepared or committed batch of this consumer is skipped and acked, and
+// so is a message whose dedup key (bus.h kDedupKeyAttribute: the publisher's identity of the content,
+// "<extraction_id>:<page>") is: a republished page (Pub/Sub cannot drop it) is not written twice.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -32,6 +34,7 @@ struct PreparedBatch {
   std::vector<StagedFile> files;
   std::vector<std::string> message_ids;
   std::vector<std::string> ack_ids;
+  std::vector<std::string> keys;              // dedup key per message id ("" = none); filled by the Consumer
   std::map<std::string, ExtractionCounts> counts;
 };
 
@@ -50,6 +53,10 @@ class Ledger {
   virtual void abandon(const PreparedBatch& batch, const std::string& subscription) = 0;
   // True when message_id is in a prepared or committed batch of `consumer`.
   virtual bool seen(const std::string& consumer, const std::string& message_id) = 0;
+  // True when a message with this dedup key is in a prepared or committed batch of `consumer` (the
+  // same page published again under a new message id). Buses that drop such publishes at the source
+  // (SqliteBus) never deliver a second copy and may answer false.
+  virtual bool seen_key(const std::string& consumer, const std::string& dedup_key) = 0;
   // Sum over committed batches of `consumer` for one extraction.
   virtual ExtractionCounts counts(const std::string& consumer, const std::string& extraction_id) = 0;
 };

@@ -38,6 +38,8 @@ std::string manifest_json(const PreparedBatch& batch, const std::string& owner) 
   o["message_ids"] = std::move(ids);
   json::array acks(batch.ack_ids.begin(), batch.ack_ids.end());
   o["ack_ids"] = std::move(acks);
+  json::array keys(batch.keys.begin(), batch.keys.end());
+  o["keys"] = std::move(keys);
   json::object counts;
   for (const auto& [ex, c] : batch.counts) counts[ex] = json::object{{"rows", c.rows}, {"deadlettered", c.deadlettered}};
   o["counts"] = std::move(counts);
@@ -56,6 +58,9 @@ PreparedBatch parse_manifest(const std::string& text, std::string* owner) {
       b.files.push_back({std::string(f.at("staged").as_string()), std::string(f.at("final").as_string())});
     for (const auto& id : o.at("message_ids").as_array()) b.message_ids.emplace_back(id.as_string());
     for (const auto& id : o.at("ack_ids").as_array()) b.ack_ids.emplace_back(id.as_string());
+    // Optional: manifests written before keys were recorded have none.
+    if (const auto* keys = o.if_contains("keys"))
+      for (const auto& k : keys->as_array()) b.keys.emplace_back(k.as_string());
     for (const auto& [ex, c] : o.at("counts").as_object())
       b.counts[std::string(ex)] = {c.at("rows").to_number<int64_t>(), c.at("deadlettered").to_number<int64_t>()};
   } catch (const std::exception& e) {
@@ -89,19 +94,35 @@ void ObjectLedger::refresh(const std::string& consumer, Index& idx) {
     if (!ends_with(path, kCommitted) || idx.manifests.count(path)) continue;
     const auto text = store_.get(path);
     if (!text) continue;  // listed, then gone: a clean-up we do not do; treat as not yet there
-    const auto b = parse_manifest(*text);
-    for (const auto& id : b.message_ids) {
-      idx.ids.insert(id);
-      idx.owner_of.emplace(id, b.batch_id);
-    }
-    for (const auto& [ex, c] : b.counts) {
-      idx.counts[ex].rows += c.rows;
-      idx.counts[ex].deadlettered += c.deadlettered;
-    }
+    add_committed(idx, parse_manifest(*text));
     idx.manifests.insert(path);
   }
   idx.listed = std::chrono::steady_clock::now();
   idx.ever_listed = true;
+}
+
+void ObjectLedger::add_committed(Index& idx, const PreparedBatch& b) {
+  for (const auto& id : b.message_ids) {
+    idx.ids.insert(id);
+    idx.owner_of.emplace(id, b.batch_id);
+  }
+  for (const auto& k : b.keys)
+    if (!k.empty()) idx.key_owner.emplace(k, b.batch_id);
+  for (const auto& [ex, c] : b.counts) {
+    idx.counts[ex].rows += c.rows;
+    idx.counts[ex].deadlettered += c.deadlettered;
+  }
+}
+
+void ObjectLedger::add_own(Index& idx, const PreparedBatch& b) {
+  idx.own_prepared.insert(b.message_ids.begin(), b.message_ids.end());
+  for (const auto& k : b.keys)
+    if (!k.empty()) idx.own_prepared_keys.insert(k);
+}
+
+void ObjectLedger::forget_own(Index& idx, const PreparedBatch& b) {
+  for (const auto& id : b.message_ids) idx.own_prepared.erase(id);
+  for (const auto& k : b.keys) idx.own_prepared_keys.erase(k);
 }
 
 void ObjectLedger::prepare(const PreparedBatch& batch) {
@@ -109,8 +130,7 @@ void ObjectLedger::prepare(const PreparedBatch& batch) {
   check_name("batch id", batch.batch_id);
   store_.put(prepared_path(batch.consumer, batch.batch_id), manifest_json(batch, options_.instance));
   std::lock_guard lock(mu_);
-  auto& idx = index(batch.consumer);
-  idx.own_prepared.insert(batch.message_ids.begin(), batch.message_ids.end());
+  add_own(index(batch.consumer), batch);
 }
 
 void ObjectLedger::commit(const PreparedBatch& batch, const std::string& subscription) {
@@ -121,9 +141,7 @@ void ObjectLedger::commit(const PreparedBatch& batch, const std::string& subscri
   std::unique_lock lock(mu_);
   auto& idx = index(batch.consumer);
   refresh(batch.consumer, idx);  // see the latest commits of other processes before deciding
-  auto forget = [&] {
-    for (const auto& id : batch.message_ids) idx.own_prepared.erase(id);
-  };
+  auto forget = [&] { forget_own(idx, batch); };
   if (idx.manifests.count(committed)) {  // committed before (a retry, or the same batch elsewhere)
     forget();
     lock.unlock();
@@ -132,15 +150,20 @@ void ObjectLedger::commit(const PreparedBatch& batch, const std::string& subscri
     return;
   }
   if (!store_.exists(prepared)) throw std::logic_error("object ledger: commit of a batch never prepared: " + batch.batch_id);
-  // Lost a race: another process committed some of these messages (its copy of a redelivery)
-  // while this batch was in flight. Committing too would duplicate them, so roll this one back.
+  // Lost a race: another process committed some of these messages (its copy of a redelivery, or
+  // of a republished page: same dedup key, another message id) while this batch was in flight.
+  // Committing too would duplicate them, so roll this one back.
+  auto key_at = [&](std::size_t i) { return i < batch.keys.size() ? batch.keys[i] : std::string(); };
+  auto committed_elsewhere = [&](std::size_t i) {
+    if (idx.ids.count(batch.message_ids[i])) return true;
+    const auto k = key_at(i);
+    return !k.empty() && idx.key_owner.count(k) > 0;
+  };
   std::string winner;
-  for (const auto& id : batch.message_ids) {
-    auto it = idx.owner_of.find(id);
-    if (it != idx.owner_of.end()) {
-      winner = it->second;
-      break;
-    }
+  for (std::size_t i = 0; i < batch.message_ids.size() && winner.empty(); ++i) {
+    if (auto it = idx.owner_of.find(batch.message_ids[i]); it != idx.owner_of.end()) winner = it->second;
+    else if (auto k = key_at(i); !k.empty())
+      if (auto kt = idx.key_owner.find(k); kt != idx.key_owner.end()) winner = kt->second;
   }
   if (!winner.empty()) {
     forget();
@@ -155,21 +178,14 @@ void ObjectLedger::commit(const PreparedBatch& batch, const std::string& subscri
     {
       std::lock_guard relock(mu_);
       for (std::size_t i = 0; i < batch.message_ids.size() && i < batch.ack_ids.size(); ++i)
-        (idx.ids.count(batch.message_ids[i]) ? done : again).push_back(batch.ack_ids[i]);
+        (committed_elsewhere(i) ? done : again).push_back(batch.ack_ids[i]);
     }
     bus_.ack(subscription, done);
     bus_.nack(subscription, again);
     return;
   }
   store_.put(committed, manifest_json(batch, options_.instance));
-  for (const auto& id : batch.message_ids) {
-    idx.ids.insert(id);
-    idx.owner_of.emplace(id, batch.batch_id);
-  }
-  for (const auto& [ex, c] : batch.counts) {
-    idx.counts[ex].rows += c.rows;
-    idx.counts[ex].deadlettered += c.deadlettered;
-  }
+  add_committed(idx, batch);
   idx.manifests.insert(committed);
   forget();
   lock.unlock();
@@ -194,8 +210,7 @@ std::vector<PreparedBatch> ObjectLedger::pending(const std::string& consumer) {
     }
     {
       std::lock_guard lock(mu_);
-      auto& idx = index(consumer);
-      idx.own_prepared.insert(b.message_ids.begin(), b.message_ids.end());
+      add_own(index(consumer), b);
     }
     out.push_back(std::move(b));
   }
@@ -210,8 +225,7 @@ void ObjectLedger::abandon(const PreparedBatch& batch, const std::string& subscr
   store_.remove(prepared_path(batch.consumer, batch.batch_id));
   {
     std::lock_guard lock(mu_);
-    auto& idx = index(batch.consumer);
-    for (const auto& id : batch.message_ids) idx.own_prepared.erase(id);
+    forget_own(index(batch.consumer), batch);
   }
   try {
     bus_.nack(subscription, batch.ack_ids);
@@ -229,6 +243,16 @@ bool ObjectLedger::seen(const std::string& consumer, const std::string& message_
   if (std::chrono::steady_clock::now() - idx.listed < options_.relist_interval) return false;
   refresh(consumer, idx);
   return idx.ids.count(message_id) > 0;
+}
+
+bool ObjectLedger::seen_key(const std::string& consumer, const std::string& dedup_key) {
+  if (dedup_key.empty()) return false;
+  std::lock_guard lock(mu_);
+  auto& idx = index(consumer);
+  if (idx.key_owner.count(dedup_key) || idx.own_prepared_keys.count(dedup_key)) return true;
+  if (std::chrono::steady_clock::now() - idx.listed < options_.relist_interval) return false;
+  refresh(consumer, idx);
+  return idx.key_owner.count(dedup_key) > 0;
 }
 
 ExtractionCounts ObjectLedger::counts(const std::string& consumer, const std::string& extraction_id) {

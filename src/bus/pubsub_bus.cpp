@@ -237,7 +237,7 @@ std::vector<std::string> PubSubBus::publish(const std::string& topic, const std:
     msg["data"] = base64_encode(m.data);
     json::object attrs;
     for (const auto& [k, v] : m.attributes) attrs[k] = v;
-    if (!m.dedup_key.empty()) attrs["dedup_key"] = m.dedup_key;
+    if (!m.dedup_key.empty()) attrs[kDedupKeyAttribute] = m.dedup_key;
     if (!attrs.empty()) msg["attributes"] = std::move(attrs);
     if (options_.ordering) {
       auto it = m.attributes.find(options_.ordering_attribute);

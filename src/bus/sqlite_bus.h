@@ -39,6 +39,8 @@ class SqliteBus final : public Bus, public Ledger {
   std::vector<PreparedBatch> pending(const std::string& consumer) override;
   void abandon(const PreparedBatch& batch, const std::string& subscription) override;
   bool seen(const std::string& consumer, const std::string& message_id) override;
+  // Always false: publish() already drops a second message with the same dedup key.
+  bool seen_key(const std::string&, const std::string&) override { return false; }
   ExtractionCounts counts(const std::string& consumer, const std::string& extraction_id) override;
 
   // Introspection for tests and GET /v1/... : messages dead-lettered on a subscription, and how many

@@ -62,6 +62,8 @@ const std::vector<Key>& keys() {
       NUM("batch_max_age_ms", batch_max_age_ms),
       NUM("ack_deadline_s", ack_deadline_s),
       NUM("max_delivery_attempts", max_delivery_attempts),
+      STR("consumer.instance", consumer_instance),
+      NUM("consumer.index", consumer_index),
       NUM("query_timeout_ms", query_timeout_ms),
       STR("log_level", log_level),
       STR("bus.kind", bus_kind),

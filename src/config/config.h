@@ -26,6 +26,10 @@ struct Config {
   int batch_max_age_ms = 1000;             // batch_max_age_ms
   int ack_deadline_s = 60;                 // ack_deadline_s
   int max_delivery_attempts = 5;           // max_delivery_attempts
+  // consumer.instance: this process's stable name in the lake ledger (scale-out); a restart under the
+  // same name rolls its predecessor's prepared batches forward. "" = <host>-<role>-<consumer.index>.
+  std::string consumer_instance;
+  int consumer_index = 0;                  // consumer.index (--index): tells processes on one host apart
   int query_timeout_ms = 10000;            // query_timeout_ms
   std::string log_level = "info";          // log_level
   // bus

@@ -1,5 +1,7 @@
 #include "curate/bigquery.h"
 
+#include "curate/schema_registry.h"
+
 #include <algorithm>
 #include <cctype>
 #include <stdexcept>
@@ -172,6 +174,12 @@ std::string bigquery_ddl(const Source& source, const Endpoint& endpoint, const B
   if (lists) out += ",\n  enable_list_inference = true";
   out += "\n);\n";
   return out;
+}
+
+std::string bigquery_ddl(const Source& source, const Endpoint& endpoint, const BigQueryTarget& target, Lake& lake) {
+  Endpoint current = endpoint;
+  current.schema = current_schema(lake, source.name, endpoint.name, endpoint.schema);
+  return bigquery_ddl(source, current, target);
 }
 
 }  // namespace apilake

@@ -36,4 +36,9 @@ struct BigQueryTarget {
 // The full statement (with a leading comment saying how it partitions), ending in ";\n".
 std::string bigquery_ddl(const Source& source, const Endpoint& endpoint, const BigQueryTarget& target);
 
+class Lake;
+// Same over the schema in force: the declared one plus the columns schema.evolution: evolve added, read
+// from the latest version in the lake's schema registry (curate/schema_registry.h).
+std::string bigquery_ddl(const Source& source, const Endpoint& endpoint, const BigQueryTarget& target, Lake& lake);
+
 }  // namespace apilake

@@ -16,6 +16,7 @@
 
 #include "curate/layout.h"
 #include "curate/schema.h"
+#include "curate/schema_registry.h"
 #include "definition/records.h"
 #include "lake/lake.h"
 
@@ -87,16 +88,17 @@ struct Curator::State {
     std::vector<Column> columns;  // schema fields + lineage columns
     Schema schema;                // the endpoint's schema + columns added by schema.evolution: evolve
 
-    Dataset(const Source& s, const Endpoint& e) : source(&s), endpoint(&e), schema(e.schema) {
+    // current: the declared schema, plus (evolve) the columns of the latest registered version.
+    Dataset(const Source& s, const Endpoint& e, Schema current) : source(&s), endpoint(&e), schema(std::move(current)) {
       // A schema the validator refuses must not block the other datasets of the batch: its pages
       // dead-letter (invalid_schema) and can be replayed once the definition is fixed.
       try {
-        validator = std::make_unique<RecordValidator>(e.schema);
+        validator = std::make_unique<RecordValidator>(schema);
       } catch (const std::exception& ex) {
         schema_error = ex.what();
         spdlog::error("curate: {}/{}: {}", s.name, e.name, schema_error);
       }
-      for (const auto& f : e.schema.fields) columns.push_back({f.name, f.type, f});  // f: decimal/struct/list details
+      for (const auto& f : schema.fields) columns.push_back({f.name, f.type, f});  // f: decimal/struct/list details
       append_lineage_columns(columns);
       part_col = partition_column(e);
     }
@@ -122,7 +124,7 @@ struct Curator::State {
     }
   };
 
-  explicit State(duck::Database& db) : sink(db) {}
+  State(duck::Database& db, Lake* lake) : sink(db), registry(lake) {}
 
   // nullptr when the definitions hold no such source/endpoint.
   Dataset* dataset(const std::vector<Source>& sources, const std::string& source, const std::string& endpoint) {
@@ -131,19 +133,25 @@ struct Curator::State {
     for (const auto& s : sources) {
       if (s.name != source) continue;
       for (const auto& e : s.endpoints) {
-        if (e.name == endpoint) return datasets.emplace(key, std::make_unique<Dataset>(s, e)).first->second.get();
+        if (e.name != endpoint) continue;
+        // evolve: continue from the registry (columns and version numbering survive a restart).
+        Schema current = registry && e.schema.evolution == Evolution::Evolve
+                             ? current_schema(*registry, s.name, e.name, e.schema)
+                             : e.schema;
+        return datasets.emplace(key, std::make_unique<Dataset>(s, e, std::move(current))).first->second.get();
       }
     }
     return nullptr;
   }
 
   ParquetSink sink;
+  Lake* registry = nullptr;  // the lake's schema registry; null: versions are not read back
   simdjson::dom::parser parser;
   std::map<std::string, std::unique_ptr<Dataset>> datasets;
 };
 
-Curator::Curator(const std::vector<Source>& sources, duck::Database& db, fs::path staging_dir)
-    : sources_(sources), db_(db), staging_(std::move(staging_dir)), state_(std::make_unique<State>(db)) {
+Curator::Curator(const std::vector<Source>& sources, duck::Database& db, fs::path staging_dir, Lake* registry)
+    : sources_(sources), db_(db), staging_(std::move(staging_dir)), state_(std::make_unique<State>(db, registry)) {
   fs::create_directories(staging_);
 }
 
@@ -262,34 +270,35 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
       page_deadletter("invalid_schema", "", ds->schema_error);
       continue;
     }
+    // from_param fields take the extraction's request params (docs/schema.md "from_param").
+    const auto params = message_params(attribute(m, "params"));
+    ds->validator->set_params(params);
 
-    // Record selection is shared with the fetcher (definition/records.h), so both count alike.
-    std::vector<std::string> records;
-    try {
-      records = select_records(m.data, *ds->endpoint);
-    } catch (const RecordError& e) {
-      page_deadletter("parse_error", "", e.what());
-      continue;
-    }
-
-    auto apply = [&](const std::string& text) {
-      Outcome outcome = ds->validator->apply(text);
+    // Each record is validated straight from one on-demand read of the page (no per-record copy or
+    // re-parse); its text is built only when needed (dead letter, re-read after an evolve).
+    auto apply = [&](PageRecord& rec) {
+      Outcome outcome = ds->validator->apply(rec.value);
       // schema.evolution: evolve: unknown keys become new nullable columns (a new schema version,
       // staged into the lake's schema registry with this batch), then the record is read again.
       if (outcome.row && !outcome.unknown.empty() && ds->schema.evolution == Evolution::Evolve) {
         const std::size_t before = ds->schema.fields.size();
         if (evolve_schema(ds->schema, outcome.unknown) > 0) {
           ds->validator = std::make_unique<RecordValidator>(ds->schema);
+          ds->validator->set_params(params);
           for (std::size_t k = before; k < ds->schema.fields.size(); ++k) {
             const FieldSpec& f = ds->schema.fields[k];
             ds->columns.insert(ds->columns.begin() + static_cast<std::ptrdiff_t>(k), Column{f.name, f.type, f});
           }
-          const fs::path staged = staging_ / (unique_tag() + ".json");
-          write_file(staged, schema_json(ds->schema));
-          out.files.push_back({staged.string(), fmt::format("_schemas/{}/{}/v{}.json", ds->source->name,
-                                                            ds->endpoint->name, ds->schema.version)});
+          // Never overwrite a registered version: one with other content moves this one to N+1.
+          if (!state_->registry ||
+              claim_schema_version(*state_->registry, ds->source->name, ds->endpoint->name, ds->schema)) {
+            const fs::path staged = staging_ / (unique_tag() + ".json");
+            write_file(staged, schema_json(ds->schema));
+            out.files.push_back(
+                {staged.string(), schema_registry_path(ds->source->name, ds->endpoint->name, ds->schema.version)});
+          }
         }
-        outcome = ds->validator->apply(text);
+        outcome = ds->validator->apply(rec.text());
       }
       if (outcome.row) {
         Row row = std::move(*outcome.row);
@@ -311,12 +320,18 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
                                              m, "value");
       } else {
         const Reason reason = outcome.reason.value_or(Reason{"parse_error", "", "the schema gave no reason"});
-        deadletters() += deadletter_line(as_json(text), reason.code, reason.field, reason.detail, m, "record");
+        deadletters() += deadletter_line(as_json(rec.text()), reason.code, reason.field, reason.detail, m, "record");
         ++counts.deadlettered;
       }
     };
 
-    for (const auto& text : records) apply(text);
+    // Record selection is shared with the fetcher (definition/records.h), so both count alike; a page
+    // it refuses is refused before any of its records is handed out.
+    try {
+      visit_records(m.data, *ds->endpoint, apply);
+    } catch (const RecordError& e) {
+      page_deadletter("parse_error", "", e.what());
+    }
   }
 
   out.batch_id = batch_first + "-" + batch_last;

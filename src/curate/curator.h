@@ -30,10 +30,15 @@
 
 namespace apilake {
 
+class Lake;
+
 class Curator final : public BatchHandler {
  public:
   // sources: the loaded definitions (looked up by the message's source/endpoint attributes).
-  Curator(const std::vector<Source>& sources, duck::Database& db, std::filesystem::path staging_dir);
+  // registry: the lake holding _schemas/ (curate/schema_registry.h); an evolve dataset starts from its
+  // latest version and new versions never overwrite one there. nullptr: start from the declaration.
+  Curator(const std::vector<Source>& sources, duck::Database& db, std::filesystem::path staging_dir,
+          Lake* registry = nullptr);
   ~Curator() override;
   PreparedBatch stage(const std::vector<Message>& batch) override;
 

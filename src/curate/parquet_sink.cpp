@@ -99,10 +99,12 @@ struct DropTable {
   }
 };
 
-template <typename T>
-const T& expect(const Value& v, const std::string& where, FieldType t, const FieldSpec& spec) {
+// `where` is a callable giving the location: the text is built only for the error (building it for
+// every cell was a string allocation per value on the hot path).
+template <typename T, typename Where>
+const T& expect(const Value& v, const Where& where, FieldType t, const FieldSpec& spec) {
   if (const T* p = std::get_if<T>(&v)) return *p;
-  throw duck::Error(fmt::format("{} is {} but holds a {} value", where, sql_type(t, spec), value_kind(v)));
+  throw duck::Error(fmt::format("{} is {} but holds a {} value", where(), sql_type(t, spec), value_kind(v)));
 }
 
 // Writes values[0, n) into vec at rows [offset, offset + n). Recursive for struct members and list
@@ -122,6 +124,7 @@ void fill_vector(duckdb_vector vec, FieldType type, const FieldSpec& spec, const
   for (std::size_t i = 0; i < n; ++i) {
     const Value& v = *values[i];
     const std::size_t at = offset + i;
+    const auto here = [&] { return where_at(i); };
     if (std::holds_alternative<std::monostate>(v)) {
       duckdb_validity_set_row_invalid(validity, at);
       continue;
@@ -130,21 +133,21 @@ void fill_vector(duckdb_vector vec, FieldType type, const FieldSpec& spec, const
     switch (type) {
       case FieldType::String:
       case FieldType::Enum: {
-        const std::string& s = expect<std::string>(v, where_at(i), type, spec);
+        const std::string& s = expect<std::string>(v, here, type, spec);
         duckdb_vector_assign_string_element_len(vec, at, s.data(), s.size());
         break;
       }
-      case FieldType::Int64: static_cast<int64_t*>(data)[at] = expect<int64_t>(v, where_at(i), type, spec); break;
-      case FieldType::Double: static_cast<double*>(data)[at] = expect<double>(v, where_at(i), type, spec); break;
-      case FieldType::Bool: static_cast<bool*>(data)[at] = expect<bool>(v, where_at(i), type, spec); break;
+      case FieldType::Int64: static_cast<int64_t*>(data)[at] = expect<int64_t>(v, here, type, spec); break;
+      case FieldType::Double: static_cast<double*>(data)[at] = expect<double>(v, here, type, spec); break;
+      case FieldType::Bool: static_cast<bool*>(data)[at] = expect<bool>(v, here, type, spec); break;
       case FieldType::Date:
-        static_cast<duckdb_date*>(data)[at] = duckdb_date{expect<DateDays>(v, where_at(i), type, spec).days};
+        static_cast<duckdb_date*>(data)[at] = duckdb_date{expect<DateDays>(v, here, type, spec).days};
         break;
       case FieldType::Timestamp:
-        static_cast<duckdb_timestamp*>(data)[at] = duckdb_timestamp{expect<TimestampUs>(v, where_at(i), type, spec).micros};
+        static_cast<duckdb_timestamp*>(data)[at] = duckdb_timestamp{expect<TimestampUs>(v, here, type, spec).micros};
         break;
       case FieldType::Decimal: {
-        const Decimal& d = expect<Decimal>(v, where_at(i), type, spec);
+        const Decimal& d = expect<Decimal>(v, here, type, spec);
         if (d.scale != spec.scale)
           throw duck::Error(fmt::format("{}: decimal of scale {} in a DECIMAL({},{}) column", where_at(i), d.scale,
                                         spec.precision, spec.scale));
@@ -170,7 +173,7 @@ void fill_vector(duckdb_vector vec, FieldType type, const FieldSpec& spec, const
       std::vector<const Value*> member(n, &kNull);  // a NULL struct has NULL members
       for (std::size_t i = 0; i < n; ++i) {
         if (std::holds_alternative<std::monostate>(*values[i])) continue;
-        const StructValue& sv = expect<StructValue>(*values[i], where_at(i), type, spec);
+        const StructValue& sv = expect<StructValue>(*values[i], [&] { return where_at(i); }, type, spec);
         if (sv.fields.size() != spec.fields.size())
           throw duck::Error(fmt::format("{}: struct value has {} members for {} fields", where_at(i), sv.fields.size(),
                                         spec.fields.size()));
@@ -189,7 +192,7 @@ void fill_vector(duckdb_vector vec, FieldType type, const FieldSpec& spec, const
         entries[offset + i] = duckdb_list_entry{base + elements.size(), 0};
         continue;
       }
-      const ListValue& lv = expect<ListValue>(*values[i], where_at(i), type, spec);
+      const ListValue& lv = expect<ListValue>(*values[i], [&] { return where_at(i); }, type, spec);
       entries[offset + i] = duckdb_list_entry{base + elements.size(), lv.items.size()};
       for (const Value& x : lv.items) elements.push_back(&x);
     }

@@ -18,6 +18,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include <boost/json.hpp>
+
 namespace apilake {
 
 using namespace schema_detail;
@@ -657,7 +659,23 @@ std::optional<TimestampUs> parse_timestamp(std::string_view text, std::string_vi
   return TimestampUs{civil_seconds(c) * 1000000};
 }
 
-std::vector<std::string> schema_problems(const Schema& schema) {
+namespace {
+// A schema the validator refuses; `problems` one per field (schema_problems() lists them).
+struct InvalidSchema : std::invalid_argument {
+  std::vector<std::string> problems;
+  InvalidSchema(const std::string& what, std::vector<std::string> p)
+      : std::invalid_argument(what), problems(std::move(p)) {}
+};
+
+std::string joined(const std::vector<std::string>& problems) {
+  std::string msg = "invalid schema:";
+  for (const auto& p : problems) msg += " " + p + ";";
+  msg.pop_back();
+  return msg;
+}
+
+// Everything but the defaults (those need the compiled plans, see the constructor).
+std::vector<std::string> structure_problems(const Schema& schema) {
   std::vector<std::string> problems;
   for (size_t i = 0; i < schema.fields.size(); ++i) {
     const FieldSpec& f = schema.fields[i];
@@ -678,23 +696,51 @@ std::vector<std::string> schema_problems(const Schema& schema) {
           problems.push_back(label + "field '" + g.name + "' reads inside this " + to_string(f.type) +
                              "; declare it as one of its fields instead");
     }
+    if (!f.from_param.empty() && (f.type == FieldType::Struct || f.type == FieldType::List))
+      problems.push_back(label + "a " + to_string(f.type) + " field cannot take from_param");
+  }
+  return problems;
+}
+}  // namespace
+
+std::vector<std::string> schema_problems(const Schema& schema) {
+  std::vector<std::string> problems = structure_problems(schema);
+  if (!problems.empty()) return problems;
+  // Defaults are checked by compiling the schema: the very conversion records go through.
+  try {
+    RecordValidator v(schema);
+  } catch (const InvalidSchema& e) {
+    return e.problems;
   }
   return problems;
 }
 
-RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
-  if (auto problems = schema_problems(schema_); !problems.empty()) {
-    std::string msg = "invalid schema:";
-    for (const auto& p : problems) msg += " " + p + ";";
-    msg.pop_back();
-    throw std::invalid_argument(msg);
+std::string default_problem(const FieldSpec& field) {
+  if (!field.default_value) return {};
+  Schema one;
+  one.fields.push_back(field);
+  one.fields[0].required = false;  // the model refuses required + default on its own
+  if (!structure_problems(one).empty()) return {};  // not about the default; reported elsewhere
+  try {
+    RecordValidator v(one);
+  } catch (const InvalidSchema& e) {
+    std::string out;
+    for (const auto& p : e.problems) out += (out.empty() ? "" : "; ") + p;
+    return out;
   }
+  return {};
+}
+
+RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
+  if (auto problems = structure_problems(schema_); !problems.empty()) throw InvalidSchema(joined(problems), problems);
   nodes_.push_back(PointerNode{});
   for (uint32_t f = 0; f < schema_.fields.size(); ++f) {
     const FieldSpec& spec = schema_.fields[f];
     FieldPlan plan;
     plan_field(spec, plan, spec.name);
+    plan.from_param = spec.from_param;
     plans_.push_back(std::move(plan));
+    if (!spec.from_param.empty()) continue;  // not read from the record (set_params())
     std::vector<std::string> segments;
     std::string why;
     split_pointer(field_path(spec), segments, why);
@@ -714,7 +760,7 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
     nodes_[node].fields.push_back(f);
   }
   // Defaults are converted once, by the field's own rules, as if the JSON held that string.
-  std::string bad_default;
+  std::vector<std::string> bad_default;
   auto compile_defaults = [&](auto& self, const std::vector<FieldSpec>& specs, std::vector<FieldPlan>& plans) -> void {
     for (size_t i = 0; i < specs.size(); ++i) {
       if (specs[i].type == FieldType::Struct) self(self, specs[i].fields, plans[i].children);
@@ -726,14 +772,11 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
       Value v;
       Reason why;
       if (convert_value(plans[i], s, v, why, 0)) plans[i].default_value = std::move(v);
-      else bad_default += " field '" + plans[i].name + "': default " + why.detail + ";";
+      else bad_default.push_back("field '" + plans[i].name + "': default " + why.detail);
     }
   };
   compile_defaults(compile_defaults, schema_.fields, plans_);
-  if (!bad_default.empty()) {
-    bad_default.pop_back();
-    throw std::invalid_argument("invalid schema:" + bad_default);
-  }
+  if (!bad_default.empty()) throw InvalidSchema(joined(bad_default), bad_default);
   slots_.resize(plans_.size());
   values_.resize(plans_.size());
   failures_.resize(plans_.size());
@@ -1202,14 +1245,20 @@ bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view jso
     nested_buffers_.resize(depth + 1);
   }
   if (!nested_parsers_[depth]) nested_parsers_[depth] = std::make_unique<od::parser>();
-  // A copy: `json` points into the parent level's buffer, which stays alive meanwhile.
-  nested_buffers_[depth] = simdjson::padded_string(json);
+  // A copy: `json` points into the parent level's buffer, which stays alive meanwhile. The buffer is
+  // reused (grown, never shrunk): one allocation per level, not one per nested value.
+  simdjson::padded_string& buffer = nested_buffers_[depth];
+  if (buffer.size() < json.size()) buffer = simdjson::padded_string(json.size() * 2);
+  std::memcpy(buffer.data(), json.data(), json.size());
+  std::memset(buffer.data() + json.size(), 0, simdjson::SIMDJSON_PADDING);
   auto bad_json = [&](simdjson::error_code e) {
     why = Reason{"parse_error", plan.name, std::string("invalid JSON: ") + simdjson::error_message(e)};
     return false;
   };
   od::document doc;
-  if (auto e = nested_parsers_[depth]->iterate(nested_buffers_[depth]).get(doc)) return bad_json(e);
+  if (auto e = nested_parsers_[depth]->iterate(buffer.data(), json.size(), buffer.size() + simdjson::SIMDJSON_PADDING)
+                   .get(doc))
+    return bad_json(e);
   if (plan.type == FieldType::Struct) {
     StructValue sv;
     sv.fields.resize(plan.children.size());
@@ -1270,7 +1319,21 @@ bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view jso
   return true;
 }
 
+void RecordValidator::set_params(std::map<std::string, std::string> params) { params_ = std::move(params); }
+
 Outcome RecordValidator::finish() {
+  // from_param fields: the message's params, converted as JSON strings of the field's type; a param the
+  // extraction did not have is absent (default, NULL or missing_required, as for a record's key).
+  for (uint32_t f = 0; f < plans_.size(); ++f) {
+    if (plans_[f].from_param.empty()) continue;
+    auto it = params_.find(plans_[f].from_param);
+    if (it == params_.end()) continue;
+    Scalar s;
+    s.kind = Scalar::Kind::String;
+    s.text = it->second;
+    s.json = it->second;
+    convert(f, s);
+  }
   for (size_t f = 0; f < plans_.size(); ++f) {
     if (slots_[f] == Slot::Failed) return Outcome{std::nullopt, std::move(failures_[f]), std::move(unknown_)};
     if (slots_[f] == Slot::Absent || slots_[f] == Slot::Null) {
@@ -1422,6 +1485,7 @@ void field_json(std::string& out, const FieldSpec& f) {
   };
   out += "{\"name\":" + q(f.name) + ",\"type\":" + q(to_string(f.type));
   if (!f.path.empty()) out += ",\"path\":" + q(f.path);
+  if (!f.from_param.empty()) out += ",\"from_param\":" + q(f.from_param);
   out += std::string(",\"required\":") + (f.required ? "true" : "false");
   out += std::string(",\"nullable\":") + (f.nullable ? "true" : "false");
   if (!f.format.empty()) out += ",\"format\":" + q(f.format);
@@ -1457,6 +1521,99 @@ std::string schema_json(const Schema& schema) {
     field_json(out, schema.fields[i]);
   }
   return out + "]}\n";
+}
+
+namespace {
+namespace bj = boost::json;
+
+const bj::value& member(const bj::object& o, const char* key, const std::string& where) {
+  const bj::value* v = o.if_contains(key);
+  if (!v) throw std::invalid_argument(where + ": missing \"" + key + "\"");
+  return *v;
+}
+
+std::string text(const bj::object& o, const char* key, const std::string& where) {
+  const bj::value* v = o.if_contains(key);
+  if (!v) return {};
+  if (!v->is_string()) throw std::invalid_argument(where + ": \"" + key + "\" must be a string");
+  return std::string(v->get_string());
+}
+
+FieldSpec field_from_json(const bj::value& v, const std::string& where) {
+  if (!v.is_object()) throw std::invalid_argument(where + ": a field must be an object");
+  const bj::object& o = v.get_object();
+  FieldSpec f;
+  f.name = text(o, "name", where);
+  const std::string here = where + " '" + f.name + "'";
+  const std::string type = text(o, "type", here);
+  static const FieldType all[] = {FieldType::String, FieldType::Int64, FieldType::Double, FieldType::Bool,
+                                  FieldType::Date,   FieldType::Timestamp, FieldType::Decimal, FieldType::Enum,
+                                  FieldType::Struct, FieldType::List};
+  bool known = false;
+  for (FieldType t : all)
+    if (type == to_string(t)) f.type = t, known = true;
+  if (!known) throw std::invalid_argument(here + ": unknown type '" + type + "'");
+  f.path = text(o, "path", here);
+  f.from_param = text(o, "from_param", here);
+  if (const auto* r = o.if_contains("required"); r && r->is_bool()) f.required = r->get_bool();
+  if (const auto* n = o.if_contains("nullable"); n && n->is_bool()) f.nullable = n->get_bool();
+  f.format = text(o, "format", here);
+  if (o.contains("default")) f.default_value = text(o, "default", here);
+  if (f.type == FieldType::Decimal) {
+    const auto& p = member(o, "precision", here);
+    const auto& sc = member(o, "scale", here);
+    if (!p.is_int64() || !sc.is_int64()) throw std::invalid_argument(here + ": precision/scale must be integers");
+    f.precision = static_cast<int>(p.get_int64());
+    f.scale = static_cast<int>(sc.get_int64());
+  }
+  if (const auto* vs = o.if_contains("values")) {
+    if (!vs->is_array()) throw std::invalid_argument(here + ": values must be an array");
+    for (const auto& e : vs->get_array()) {
+      if (!e.is_string()) throw std::invalid_argument(here + ": values must be strings");
+      f.values.emplace_back(e.get_string());
+    }
+  }
+  if (const auto* fs = o.if_contains("fields")) {
+    if (!fs->is_array()) throw std::invalid_argument(here + ": fields must be an array");
+    for (const auto& e : fs->get_array()) f.fields.push_back(field_from_json(e, here + ".field"));
+  }
+  if (const auto* it = o.if_contains("items")) f.items.push_back(field_from_json(*it, here + ".items"));
+  return f;
+}
+}  // namespace
+
+Schema schema_from_json(std::string_view json) {
+  boost::system::error_code ec;
+  bj::value v = bj::parse(json, ec);
+  if (ec) throw std::invalid_argument("schema JSON: " + ec.message());
+  if (!v.is_object()) throw std::invalid_argument("schema JSON: not an object");
+  const bj::object& o = v.get_object();
+  Schema s;
+  const auto& version = member(o, "version", "schema JSON");
+  if (!version.is_int64() || version.get_int64() < 1 || version.get_int64() > 1000000000)
+    throw std::invalid_argument("schema JSON: version must be a positive integer");
+  s.version = static_cast<int>(version.get_int64());
+  const std::string evolution = text(o, "evolution", "schema JSON");
+  static const Evolution all[] = {Evolution::Ignore, Evolution::Evolve, Evolution::Freeze, Evolution::DiscardValue,
+                                  Evolution::DiscardRow};
+  for (Evolution e : all)
+    if (evolution == to_string(e)) s.evolution = e;
+  const auto& fields = member(o, "fields", "schema JSON");
+  if (!fields.is_array()) throw std::invalid_argument("schema JSON: fields must be an array");
+  for (const auto& f : fields.get_array()) s.fields.push_back(field_from_json(f, "schema JSON: field"));
+  return s;
+}
+
+std::map<std::string, std::string> message_params(std::string_view json) {
+  std::map<std::string, std::string> out;
+  boost::system::error_code ec;
+  bj::value v = bj::parse(json, ec);
+  if (ec || !v.is_object()) return out;
+  for (const auto& [k, val] : v.get_object()) {
+    if (val.is_string()) out.emplace(std::string(k), std::string(val.get_string()));
+    else if (!val.is_null()) out.emplace(std::string(k), bj::serialize(val));
+  }
+  return out;
 }
 
 }  // namespace apilake

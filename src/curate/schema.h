@@ -5,6 +5,7 @@
 // The first failing field in schema order names the reason; a malformed record is parse_error.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +65,7 @@ struct FieldPlan {
   int precision = 0, scale = 0;      // Decimal
   std::vector<std::string> values;   // Enum
   std::vector<FieldPlan> children;   // Struct: its fields; List: one element plan
+  std::string from_param;            // top-level: the value comes from set_params(), not the record
 };
 // One JSON-pointer segment; the schema's pointers form a tree walked once per record.
 struct PointerNode {
@@ -74,8 +76,13 @@ struct PointerNode {
 };
 }  // namespace schema_detail
 
-// Problems in a schema that make it unusable (bad pointer, unknown format, bad pattern); empty = ok.
+// Problems in a schema that make it unusable (bad pointer, unknown format, bad pattern, a default its
+// field's own conversion refuses); empty = ok. Each names the field.
 std::vector<std::string> schema_problems(const Schema& schema);
+
+// Why `field`'s default would be refused by the conversion records go through ("" = fine, or no default
+// or a problem that is not the default's). Installed into definition/ by app/ (set_default_check).
+std::string default_problem(const FieldSpec& field);
 
 class RecordValidator {
  public:
@@ -87,6 +94,9 @@ class RecordValidator {
   // consumed (iterated to its end) unless it is not an object.
   Outcome apply(simdjson::ondemand::value record);
   const Schema& schema() const { return schema_; }
+  // The extraction's request params (the message's `params` attribute) that from_param fields take;
+  // set once per message before apply(). A param not given is absent for its field.
+  void set_params(std::map<std::string, std::string> params);
 
  private:
   struct Scalar;
@@ -114,6 +124,7 @@ class RecordValidator {
   std::vector<Reason> failures_;
   std::vector<uint8_t> visited_;
   std::vector<UnknownField> unknown_;
+  std::map<std::string, std::string> params_;
   // Struct and list values are re-read from their JSON text, one parser per nesting level (a
   // parser's document must stay alive while its children are read).
   std::vector<std::unique_ptr<simdjson::ondemand::parser>> nested_parsers_;
@@ -132,6 +143,12 @@ std::size_t evolve_schema(Schema& schema, const std::vector<UnknownField>& unkno
 
 // The schema as JSON for the schema registry (_schemas/<source>/<endpoint>/v<N>.json).
 std::string schema_json(const Schema& schema);
+// Its inverse: throws std::invalid_argument naming what is wrong (not JSON, unknown type, ...).
+Schema schema_from_json(std::string_view json);
+
+// A message's `params` attribute (a compact JSON object of the extraction's params) as a map: strings
+// kept, numbers/bools as their JSON text. Empty for "" or anything that is not such an object.
+std::map<std::string, std::string> message_params(std::string_view json);
 
 // Exact decimal text -> unscaled integer at `scale` (docs/schema.md "decimal"). Default notation
 // ("-1234.5", "1e3") or, with decimal_comma, "1.234,5". BadFormat-like failures return "bad_format",

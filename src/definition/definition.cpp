@@ -510,7 +510,10 @@ class Loader : private YamlReader {
       e.record_shape = *rs;
     if (auto rc = child(n, "record_context")) load_record_context(*rc, e);
     if (auto inc = child(n, "incremental")) load_incremental(*inc, e);
-    if (auto sc = child(n, "schema", true)) load_schema(*sc, e.schema);
+    if (auto sc = child(n, "schema", true)) {
+      load_schema(*sc, e.schema);
+      check_from_params(*sc, e);
+    }
     load_lake_keys(n, e);
     if (auto ex = child(n, "example")) {
       if (!ex->IsMap()) {
@@ -875,6 +878,21 @@ class Loader : private YamlReader {
       ok = false;
     }
     if (ok) e.incremental = std::move(inc);
+  }
+
+  // from_param must name one of the endpoint's params (the schema loader does not know them).
+  void check_from_params(const YAML::Node& schema, const Endpoint& e) {
+    if (!schema.IsMap()) return;
+    const YAML::Node fields = schema["fields"];
+    if (!fields.IsDefined() || !fields.IsSequence()) return;
+    for (const auto& fn : fields) {
+      if (!fn.IsMap()) continue;
+      const YAML::Node p = fn["from_param"];  // an absent key is an invalid node: ask IsDefined first
+      if (!p.IsDefined() || !p.IsScalar()) continue;
+      const std::string name = p.Scalar();
+      if (!name.empty() && !e.param(name))
+        error(p, fmt::format("from_param '{}' is not a parameter of this endpoint", name));
+    }
   }
 
   // The schema model has its own loader (definition/schema_model.cpp); same error format.

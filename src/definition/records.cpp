@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <cstring>
 #include <functional>
 #include <optional>
 
@@ -29,9 +30,16 @@ std::string json_key(std::string_view k) { return boost::json::serialize(boost::
 // emit == nullptr: count only.
 using Emit = std::function<void(std::string&&)>;
 
-std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* emit, std::size_t* fingerprint) {
-  // One parser per thread: fetch workers and the curator each reuse their buffers.
+// One parser per thread: fetch workers and the curator each reuse their buffers.
+simdjson::dom::parser& dom_parser() {
   thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+// target_out: the records_pointer's target, valid until this thread's parser parses again.
+std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* emit, std::size_t* fingerprint,
+                 simdjson::dom::element* target_out = nullptr) {
+  simdjson::dom::parser& parser = dom_parser();
   simdjson::dom::element root;
   if (parser.parse(body.data(), body.size(), true).get(root)) throw RecordError(describe_json_error(body));
 
@@ -44,6 +52,7 @@ std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* em
   }
 
   if (fingerprint) *fingerprint = std::hash<std::string>{}(simdjson::minify(target));
+  if (target_out) *target_out = target;
 
   // Page-level values copied into every record, rendered once.
   std::string context;
@@ -167,6 +176,103 @@ std::vector<std::string> select_records(std::string_view body, const Endpoint& e
 
 std::size_t count_selected_records(std::string_view body, const Endpoint& endpoint, std::size_t* fingerprint) {
   return walk(body, endpoint, nullptr, fingerprint);
+}
+
+}  // namespace apilake
+
+namespace apilake {
+
+std::string PageRecord::text() const { return synthesised_ ? *synthesised_ : simdjson::minify(dom_); }
+
+std::size_t visit_records(std::string_view body, const Endpoint& endpoint,
+                          const std::function<void(PageRecord&)>& on_record) {
+  thread_local simdjson::ondemand::parser parser;
+  thread_local simdjson::padded_string buffer;
+  PageRecord record;
+  auto iterate = [&](std::string_view text) {
+    // A reused padded copy (simdjson reads past the end); the padding is zeroed so that bytes of an
+    // earlier, longer page are never read as part of this one.
+    if (buffer.size() < text.size()) buffer = simdjson::padded_string(text.size() + text.size() / 2);
+    std::memcpy(buffer.data(), text.data(), text.size());
+    std::memset(buffer.data() + text.size(), 0, simdjson::SIMDJSON_PADDING);
+    return parser.iterate(buffer.data(), text.size(), buffer.size() + simdjson::SIMDJSON_PADDING);
+  };
+  // The DOM said yes, so the on-demand reader cannot disagree; if it ever did, say so rather than
+  // drop records silently.
+  auto disagree = [](simdjson::error_code e) {
+    return RecordError(fmt::format("not JSON: {} (on-demand reader)", simdjson::error_message(e)));
+  };
+
+  if (endpoint.record_shape != RecordShape::Records || !endpoint.record_context.empty()) {
+    // Synthesised records exist only as text: each is parsed on its own.
+    const std::vector<std::string> texts = select_records(body, endpoint);
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      simdjson::ondemand::document doc;
+      if (auto e = iterate(texts[i]).get(doc)) throw disagree(e);
+      if (auto e = doc.get_value().get(record.value)) throw disagree(e);
+      record.index = i + 1;
+      record.synthesised_ = &texts[i];
+      on_record(record);
+    }
+    return texts.size();
+  }
+
+  // The checks, errors and count of select_records, by the same code.
+  simdjson::dom::element target;
+  const std::size_t count = walk(body, endpoint, nullptr, nullptr, &target);
+  simdjson::dom::array dom_array;
+  const bool is_array = target.get_array().get(dom_array) == simdjson::SUCCESS;
+  auto dom_it = is_array ? dom_array.begin() : simdjson::dom::array::iterator{};
+  std::size_t done = 0;
+
+  // The page read once, on demand. The DOM accepted it, so this cannot fail; if it ever did, the
+  // records not yet handed out go the slow way below (never lost, never twice).
+  auto fast = [&]() -> simdjson::error_code {
+    simdjson::ondemand::document doc;
+    if (auto e = iterate(body).get(doc)) return e;
+    simdjson::ondemand::value value;
+    const std::string& ptr = endpoint.records_pointer;
+    if (auto e = (ptr.empty() ? doc.get_value() : doc.at_pointer(ptr)).get(value)) return e;
+    if (!is_array) {  // a single-record endpoint
+      record.value = value;
+      record.index = 1;
+      record.dom_ = target;
+      ++done;
+      on_record(record);
+      return simdjson::SUCCESS;
+    }
+    simdjson::ondemand::array array;
+    if (auto e = value.get_array().get(array)) return e;
+    for (auto element : array) {
+      if (done == count) return simdjson::TAPE_ERROR;
+      if (auto e = element.get(record.value)) return e;
+      record.index = ++done;
+      record.dom_ = *dom_it;
+      ++dom_it;
+      on_record(record);
+    }
+    return simdjson::SUCCESS;
+  };
+  fast();
+  // The slow way: each remaining record's compact text, parsed on its own.
+  // (Wrapped in [ ]: simdjson cannot hand out a scalar document as a value.)
+  while (done < count) {
+    const std::string text = simdjson::minify(is_array ? *dom_it : target);
+    if (is_array) ++dom_it;
+    const std::string wrapped = "[" + text + "]";
+    simdjson::ondemand::document doc;
+    simdjson::ondemand::array array;
+    if (auto e = iterate(wrapped).get(doc)) throw disagree(e);
+    if (auto e = doc.get_array().get(array)) throw disagree(e);
+    for (auto element : array) {
+      if (auto e = element.get(record.value)) throw disagree(e);
+      break;
+    }
+    record.index = ++done;
+    record.synthesised_ = &text;
+    on_record(record);
+  }
+  return count;
 }
 
 }  // namespace apilake

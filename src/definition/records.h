@@ -9,10 +9,13 @@
 // context) throws RecordError with a precise message; nothing here ever crashes on input.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <simdjson.h>
 
 #include "definition/definition.h"
 
@@ -24,6 +27,32 @@ struct RecordError : std::runtime_error {
 
 // Every record of the page as compact JSON text, in order.
 std::vector<std::string> select_records(std::string_view body, const Endpoint& endpoint);
+
+// One record handed to visit_records' callback.
+class PageRecord {
+ public:
+  // The record as an on-demand value positioned inside the page itself (no copy, no second parse
+  // of the record); for synthesised records (parallel_arrays, record_context), inside a parse of
+  // text(). Valid only during the callback; read it at most once.
+  simdjson::ondemand::value value;
+  std::size_t index = 0;  // 1-based, in page order
+  // Exactly the element select_records returns for this record (compact JSON), built only when
+  // asked (e.g. for a dead letter or a second validation).
+  std::string text() const;
+
+ private:
+  friend std::size_t visit_records(std::string_view, const Endpoint&, const std::function<void(PageRecord&)>&);
+  simdjson::dom::element dom_;       // plain records: the page's DOM element
+  const std::string* synthesised_ = nullptr;
+};
+
+// The hot-path form of select_records (the curator's): the same records, in the same order, with
+// the same errors (RecordError thrown before the callback is called at all), each as a PageRecord.
+// The page is checked by the same code as select_records (one DOM parse), then read once with the
+// on-demand parser. Returns the record count. The callback must not call select_records,
+// count_selected_records or visit_records (they share this thread's parsers).
+std::size_t visit_records(std::string_view body, const Endpoint& endpoint,
+                          const std::function<void(PageRecord&)>& on_record);
 
 // The number of records select_records would return (same checks, no copies). With `fingerprint`,
 // also a hash of the selected value (records_pointer's target): equal hashes on consecutive pages

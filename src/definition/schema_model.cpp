@@ -44,6 +44,8 @@ const char* to_string(Evolution e) {
 
 namespace {
 
+DefaultCheck g_default_check = nullptr;  // set once at start-up by app/ (see schema_model.h)
+
 const std::regex& ident_re() {
   static const std::regex re("[A-Za-z_][A-Za-z0-9_]*");
   return re;
@@ -115,6 +117,7 @@ class SchemaLoader : private YamlReader {
   }
 
  private:
+  int depth_ = 0;  // struct nesting of the field being loaded (0 = a top-level field)
 
   // One field; `element` = a list's `items:` mapping (no name, path or required).
   bool load_field(const YAML::Node& n, FieldSpec& f, bool element = false) {
@@ -129,7 +132,7 @@ class SchemaLoader : private YamlReader {
     else
       check_keys(n,
                  {"name", "type", "path", "required", "nullable", "default", "format", "precision", "scale", "values",
-                  "fields", "items", "description"},
+                  "fields", "items", "description", "from_param"},
                  "a field");
     if (element) {
       f.name = "item";
@@ -160,6 +163,19 @@ class SchemaLoader : private YamlReader {
           error(*v, fmt::format("field path must be a JSON pointer starting with '/', got '{}'", f.path));
       }
       if (auto r = boolean(n, "required")) f.required = *r;
+      // from_param: the value is a request parameter of the extraction, not part of the record.
+      if (auto v = scalar(n, "from_param")) {
+        f.from_param = v->Scalar();
+        if (depth_ > 0)
+          error(*v, "from_param applies only to top-level fields (a struct's fields are read from the record)");
+        else if (n["path"].IsDefined())
+          error(*v, "a field takes either path or from_param, not both");
+        else if (f.type == FieldType::Struct || f.type == FieldType::List)
+          error(*v, fmt::format("a {} field cannot take from_param (a parameter is one value)", to_string(f.type)));
+        else if (f.from_param.empty())
+          error(*v, "from_param must name a parameter of the endpoint");
+        f.path.clear();
+      }
     }
     if (auto r = boolean(n, "nullable")) f.nullable = *r;
     if (auto v = scalar(n, "format")) {
@@ -223,7 +239,11 @@ class SchemaLoader : private YamlReader {
       }
     }
     if (only_for("fields", FieldType::Struct) || f.type == FieldType::Struct) {
-      if (auto fs_node = child(n, "fields", true)) load_fields(*fs_node, f.fields);
+      if (auto fs_node = child(n, "fields", true)) {
+        ++depth_;
+        load_fields(*fs_node, f.fields);
+        --depth_;
+      }
     }
     if (only_for("items", FieldType::List) || f.type == FieldType::List) {
       if (auto it = child(n, "items", true)) {
@@ -240,6 +260,10 @@ class SchemaLoader : private YamlReader {
         else if (f.type == FieldType::Enum && std::find(f.values.begin(), f.values.end(), v->Scalar()) == f.values.end())
           error(*v, fmt::format("default '{}' is not one of the enum values", v->Scalar()));
         f.default_value = v->Scalar();
+        // The curator's own conversion (curate/), when app/ installed it: one set of coercion rules.
+        if (g_default_check && errors_.size() == before)
+          if (std::string why = g_default_check(f); !why.empty())
+            error(*v, fmt::format("field '{}': invalid default '{}': {}", f.name, v->Scalar(), why));
       }
       if (!f.nullable && !f.required && !f.default_value && errors_.size() == before)
         error(n, fmt::format("field '{}' is nullable: false but neither required nor given a default, so an "
@@ -251,6 +275,8 @@ class SchemaLoader : private YamlReader {
 };
 
 }  // namespace
+
+void set_default_check(DefaultCheck check) { g_default_check = check; }
 
 void load_schema_yaml(const YAML::Node& node, Schema& schema, const std::filesystem::path& file,
                       std::vector<std::string>& errors) {

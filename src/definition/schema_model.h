@@ -30,6 +30,9 @@ struct FieldSpec {
   std::vector<std::string> values;  // Enum: the allowed values (case-sensitive), stored as string
   std::vector<FieldSpec> fields;    // Struct: its fields, in order
   std::vector<FieldSpec> items;     // List: exactly one element spec
+  std::string from_param;    // top-level fields only: the value is the extraction's request parameter of
+                             // this name (the message's `params` attribute), not read from the record;
+                             // coerced like a JSON string of the field's type (docs/schema.md "from_param")
 };
 
 // What happens to a record's top-level keys that no field reads (docs/schema.md "Evolution").
@@ -54,5 +57,12 @@ const char* to_string(FieldType);
 // "FILE:LINE:COL: message" (file = the definition being loaded); nothing throws.
 void load_schema_yaml(const YAML::Node& node, Schema& schema, const std::filesystem::path& file,
                       std::vector<std::string>& errors);
+
+// The schema compiler (coercion rules) is curate/'s, a floor above. app/ installs curate's check of a
+// field's `default` at start-up (set_default_check(&default_problem)), so loading a definition and
+// `apilake sources validate` refuse, at the default's FILE:LINE:COL, a default the curator would refuse
+// (wrong type, bad date, decimal out of range...). Returns "" when fine. Not installed: model checks only.
+using DefaultCheck = std::string (*)(const FieldSpec& field);
+void set_default_check(DefaultCheck check);
 
 }  // namespace apilake

@@ -9,6 +9,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/url.hpp>
 #include <cctype>
+#include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -75,8 +77,14 @@ bool valid_field_name(std::string_view s) {
 bool valid_field_value(std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos && s.find('\0') == std::string_view::npos; }
 
 struct Context {
-  Handler handler;
+  AsyncHandler handler;
   std::size_t max_body_bytes;
+  // Answers owed by handlers (a Reply not yet posted back to its session). stop() waits for them:
+  // a Session must not outlive its io_context.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t owed = 0;
+  std::atomic<bool> stopping{false};
 };
 
 using Response = http::response<http::string_body>;
@@ -116,9 +124,39 @@ Response to_wire(ServerResponse&& sr, unsigned version, bool keep_alive, bool he
   return res;
 }
 
+class Session;
+
+// The answer a handler owes to one request: converted to the wire format on the answering thread,
+// then posted to the session's strand. Sent at most once; dropped unsent, it answers 500.
+class Reply {
+ public:
+  Reply(std::shared_ptr<Session> session, std::shared_ptr<Context> ctx, unsigned version, bool keep_alive, bool head)
+      : session_(std::move(session)), ctx_(std::move(ctx)), version_(version), keep_alive_(keep_alive), head_(head) {
+    std::lock_guard lock(ctx_->mu);
+    ++ctx_->owed;
+  }
+  ~Reply() {
+    if (!sent_.load()) {
+      spdlog::error("http server: a handler dropped a request without answering it");
+      send(problem(500, "Internal Server Error", "the request could not be handled"));
+    }
+  }
+  Reply(const Reply&) = delete;
+  Reply& operator=(const Reply&) = delete;
+  void send(ServerResponse&& sr);
+
+ private:
+  std::shared_ptr<Session> session_;
+  std::shared_ptr<Context> ctx_;
+  unsigned version_;
+  bool keep_alive_;
+  bool head_;
+  std::atomic<bool> sent_{false};
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, std::shared_ptr<const Context> ctx)
+  Session(tcp::socket&& socket, std::shared_ptr<Context> ctx)
       : stream_(std::move(socket)), ctx_(std::move(ctx)) {
     boost::system::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
@@ -131,6 +169,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void run() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
   }
+
+  // Sends a handler's answer; runs on the session's strand (Reply posts it there).
+  void respond(Response&& res) { send(std::move(res), false); }
+  auto executor() { return stream_.get_executor(); }
 
  private:
   void read() {
@@ -184,22 +226,22 @@ class Session : public std::enable_shared_from_this<Session> {
       if (param.key.empty() && !param.has_value) continue;  // "?" or "a&&b"
       sr.query.emplace_back(std::move(param.key), param.has_value ? std::move(param.value) : std::string());
     }
+    sr.headers.reserve(static_cast<std::size_t>(std::distance(req.begin(), req.end())));
     for (const auto& field : req) sr.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
     sr.body = std::move(req.body());
 
-    Response res;
+    // Stopping: owed answers are being drained; take no new work.
+    if (ctx_->stopping.load(std::memory_order_relaxed)) return close();
+    auto reply = std::make_shared<Reply>(shared_from_this(), ctx_, version, keep_alive, head);
     try {
-      res = to_wire(ctx_->handler(sr), version, keep_alive, head);
+      ctx_->handler(sr, [reply](ServerResponse r) { reply->send(std::move(r)); });
     } catch (const std::exception& e) {
       spdlog::error("http server: {} {} failed: {}", sr.method, sr.target, e.what());
-      res = to_wire(problem(500, "Internal Server Error", "the request could not be handled"), version,
-                    keep_alive, head);
+      reply->send(problem(500, "Internal Server Error", "the request could not be handled"));
     } catch (...) {
       spdlog::error("http server: {} {} failed with a non-standard exception", sr.method, sr.target);
-      res = to_wire(problem(500, "Internal Server Error", "the request could not be handled"), version,
-                    keep_alive, head);
+      reply->send(problem(500, "Internal Server Error", "the request could not be handled"));
     }
-    send(std::move(res), false);
   }
 
   void send(Response&& res, bool drain) {
@@ -236,7 +278,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   beast::tcp_stream stream_;
-  std::shared_ptr<const Context> ctx_;
+  std::shared_ptr<Context> ctx_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Response res_;  // must outlive async_write
@@ -244,6 +286,26 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t drained_ = 0;
   std::array<char, 16384> scratch_{};
 };
+
+void Reply::send(ServerResponse&& sr) {
+  if (sent_.exchange(true)) return;  // answered already (e.g. a handler that answered, then threw)
+  Response res;
+  try {
+    res = to_wire(std::move(sr), version_, keep_alive_, head_);
+  } catch (const std::exception& e) {
+    spdlog::error("http server: a handler's response cannot go on the wire: {}", e.what());
+    res = to_wire(problem(500, "Internal Server Error", "the request could not be handled"), version_, keep_alive_,
+                  head_);
+  }
+  auto session = std::move(session_);
+  // Owed until the write has started on the session's strand (asio writes what it can at once), so
+  // stop() does not stop the io_context between the post and the write.
+  asio::post(session->executor(), [session, ctx = ctx_, res = std::move(res)]() mutable {
+    session->respond(std::move(res));
+    std::lock_guard lock(ctx->mu);
+    if (--ctx->owed == 0) ctx->cv.notify_all();
+  });
+}
 
 }  // namespace
 
@@ -270,7 +332,7 @@ std::string ServerRequest::query_param(std::string_view name) const {
 
 struct HttpServer::Impl {
   ServerOptions options;
-  std::shared_ptr<const Context> ctx;
+  std::shared_ptr<Context> ctx;
   // Pointers so stop() can destroy them: destroying the io_context destroys every pending handler and
   // with it every session, which closes the connections. The acceptor must go before its io_context.
   std::unique_ptr<asio::io_context> ioc;
@@ -295,12 +357,19 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(ServerOptions options, Handler handler) : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(ServerOptions options, AsyncHandler handler) : impl_(std::make_unique<Impl>()) {
   if (!handler) throw std::invalid_argument("HttpServer needs a handler");
-  impl_->ctx = std::make_shared<const Context>(Context{std::move(handler), options.max_body_bytes});
+  impl_->ctx = std::make_shared<Context>();
+  impl_->ctx->handler = std::move(handler);
+  impl_->ctx->max_body_bytes = options.max_body_bytes;
   impl_->options = std::move(options);
   impl_->bound_port = impl_->options.port;
 }
+
+HttpServer::HttpServer(ServerOptions options, Handler handler)
+    : HttpServer(std::move(options), handler ? AsyncHandler([h = std::move(handler)](const ServerRequest& r,
+                                                                                     Responder reply) { reply(h(r)); })
+                                             : AsyncHandler()) {}
 
 HttpServer::~HttpServer() { stop(); }
 
@@ -356,6 +425,15 @@ void HttpServer::stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
   if (!impl_->ioc) return;  // never started (or failed to)
+  // Answers still owed by handlers (e.g. waiting for a group commit) are sent first: their sessions
+  // must not outlive the io_context. New requests are refused meanwhile.
+  auto& ctx = *impl_->ctx;
+  ctx.stopping = true;
+  bool drained = false;
+  {
+    std::unique_lock owed_lock(ctx.mu);
+    drained = ctx.cv.wait_for(owed_lock, std::chrono::seconds(10), [&] { return ctx.owed == 0; });
+  }
   impl_->ioc->stop();
   bool from_io_thread = false;
   for (auto& t : impl_->threads) {
@@ -376,6 +454,14 @@ void HttpServer::stop() {
     return;
   }
   impl_->acceptor->close(ec);
+  if (!drained) {
+    // A handler still holds a Reply (and with it a session): destroying the io_context under it
+    // would crash later. Leak both instead; this only happens with a handler stuck for 10 s.
+    spdlog::error("http server: stopped with answers still owed after 10 s; leaking the io context");
+    (void)impl_->acceptor.release();
+    (void)impl_->ioc.release();
+    return;
+  }
   impl_->acceptor.reset();
   impl_->ioc.reset();
 }

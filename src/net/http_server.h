@@ -32,6 +32,12 @@ struct ServerResponse {
 };
 
 using Handler = std::function<ServerResponse(const ServerRequest&)>;
+// Asynchronous handling: the handler returns at once and the answer is given later, from any thread,
+// through the Responder — e.g. after a group commit — so the io threads never wait. Call it once;
+// a Responder dropped without being called answers 500. HttpServer::stop() waits (up to 10 s) for
+// the answers still owed before it tears the connections down.
+using Responder = std::function<void(ServerResponse)>;
+using AsyncHandler = std::function<void(const ServerRequest&, Responder)>;
 
 // An RFC 9457 problem response (application/problem+json, type about:blank): the one error shape of
 // every HTTP answer apilake makes — the server's own, the API's and the demo replay's.
@@ -47,6 +53,7 @@ struct ServerOptions {
 class HttpServer {
  public:
   HttpServer(ServerOptions options, Handler handler);
+  HttpServer(ServerOptions options, AsyncHandler handler);
   ~HttpServer();  // stops and joins
   void start();   // binds, listens, runs the threads; throws std::runtime_error if bind fails or
                   // if called twice

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -234,6 +235,158 @@ TEST_F(ObjectLedgerTest, TheLoserOfARaceOnARedeliveredMessageRollsBackItsFiles) 
   EXPECT_EQ(b.counts("curate", "ex").rows, 2);
 }
 
+// Gap: Pub/Sub cannot drop a republished page (a serve process that died mid-extraction runs it
+// again: same extraction_id:page, new message ids). The dedup key is the identity the ledger uses.
+class RepublishTest : public ObjectLedgerTest {
+ protected:
+  std::vector<std::string> publish_pages(const std::string& extraction, int first, int last) {
+    std::vector<OutMessage> batch;
+    for (int p = first; p <= last; ++p)
+      batch.push_back({"page-" + std::to_string(p), {{"extraction_id", extraction}},
+                       extraction + ":" + std::to_string(p)});
+    return bus->publish(topic, batch);
+  }
+  // data ("page-N") -> how many times it is in the lake
+  std::map<std::string, int> pages_in_lake() {
+    std::map<std::string, int> out;
+    for (const auto& path : lake.list("out/")) {
+      std::istringstream in(*lake.get(path));
+      std::string line;
+      while (std::getline(in, line)) ++out[line.substr(line.find('\t') + 1)];
+    }
+    return out;
+  }
+  // Pulls until the subscription stays empty for a moment; all must be settled by then.
+  void drain_all(Consumer& c) {
+    int quiet = 0;
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (quiet < 10 && std::chrono::steady_clock::now() < until) {
+      quiet = c.run_once(true) == 0 ? quiet + 1 : 0;
+      std::this_thread::sleep_for(30ms);
+    }
+  }
+};
+
+TEST_F(RepublishTest, ARepublishedPageInTheSameBatchIsWrittenOnceAndAcked) {
+  ObjectLedger ledger(store, *bus, {"host-a", 0ms});
+  LinesHandler handler(lake);
+  Consumer consumer(*bus, ledger, handler, commit, {"curate", sub, 100, 0ms, 30s, 10ms});
+  const auto first = publish_pages("ex-r1", 1, 3);
+  const auto again = publish_pages("ex-r1", 1, 3);  // the dead serve's rerun
+  ASSERT_NE(first, again) << "Pub/Sub gives the republished pages new ids";
+  drain_all(consumer);
+  const auto pages = pages_in_lake();
+  ASSERT_EQ(pages.size(), 3u);
+  for (const auto& [page, n] : pages) EXPECT_EQ(n, 1) << page;
+  EXPECT_EQ(ledger.counts("curate", "ex-r1").rows, 3);
+  EXPECT_EQ(handler.last_ack_ids.size(), 3u) << "the republished copies must not reach the handler";
+  // Every copy was acked: nothing comes back even after a nack of all ack ids seen.
+  EXPECT_TRUE(bus->pull(sub, 100, 30s).empty());
+}
+
+TEST_F(RepublishTest, ARepublishedPageAfterTheCommitIsAckedWithoutWritingByAnyProcess) {
+  {
+    ObjectLedger ledger(store, *bus, {"host-a", 0ms});
+    LinesHandler handler(lake);
+    Consumer consumer(*bus, ledger, handler, commit, {"curate", sub, 100, 0ms, 30s, 10ms});
+    publish_pages("ex-r2", 1, 4);
+    drain_all(consumer);
+    ASSERT_EQ(pages_in_lake().size(), 4u);
+  }
+  // The rerun republishes pages 1..4 and adds 5; another process (its own ledger object) pulls them.
+  publish_pages("ex-r2", 1, 5);
+  ObjectLedger other(store, *bus, {"host-b", 0ms});
+  LinesHandler handler(lake);
+  Consumer consumer(*bus, other, handler, commit, {"curate", sub, 100, 0ms, 30s, 10ms});
+  drain_all(consumer);
+  const auto pages = pages_in_lake();
+  ASSERT_EQ(pages.size(), 5u);
+  for (const auto& [page, n] : pages) EXPECT_EQ(n, 1) << page;
+  EXPECT_EQ(handler.last_ack_ids.size(), 1u) << "only the new page 5 may be written";
+  EXPECT_EQ(other.counts("curate", "ex-r2").rows, 5);
+  EXPECT_TRUE(other.seen_key("curate", "ex-r2:3"));
+  EXPECT_FALSE(other.seen_key("curate", "ex-r2:6"));
+  EXPECT_FALSE(other.seen_key("curate", ""));
+  EXPECT_TRUE(bus->pull(sub, 100, 30s).empty());
+}
+
+TEST_F(RepublishTest, TwoProcessesWritingCopiesOfOnePageCommitItOnce) {
+  ObjectLedger a(store, *bus, {"host-a", 0ms});
+  ObjectLedger b(store, *bus, {"host-b", 0ms});
+  auto stage = [&](const std::string& batch_id, std::vector<std::string> ids, std::vector<std::string> keys) {
+    PreparedBatch p;
+    p.consumer = "curate";
+    p.batch_id = batch_id;
+    p.message_ids = std::move(ids);
+    p.keys = std::move(keys);
+    p.ack_ids.assign(p.message_ids.size(), "");
+    p.counts["ex"].rows = static_cast<int64_t>(p.message_ids.size());
+    const auto staged = lake.staging_dir() / (batch_id + ".txt");
+    std::ofstream(staged) << batch_id;
+    p.files.push_back({staged.string(), "out/" + batch_id + ".txt"});
+    return p;
+  };
+  // a holds the first copy of page 2, b the republished copy (other id, same key) and page 3.
+  const auto pa = stage("curate-1-2", {"1", "2"}, {"ex:1", "ex:2"});
+  const auto pb = stage("curate-7-8", {"7", "8"}, {"ex:2", "ex:3"});
+  a.prepare(pa);
+  b.prepare(pb);
+  EXPECT_TRUE(a.seen_key("curate", "ex:2")) << "own open batch";
+  EXPECT_FALSE(a.seen_key("curate", "ex:3"));
+  commit(pa.files[0]);
+  commit(pb.files[0]);
+  a.commit(pa, sub);
+  b.commit(pb, sub);  // loses on the key
+  EXPECT_TRUE(lake.exists("out/curate-1-2.txt"));
+  EXPECT_FALSE(lake.exists("out/curate-7-8.txt")) << "the loser's file must be removed";
+  EXPECT_FALSE(lake.exists(ObjectLedger::committed_path("curate", "curate-7-8")));
+  EXPECT_TRUE(b.seen_key("curate", "ex:2"));
+  EXPECT_FALSE(b.seen_key("curate", "ex:3")) << "page 3 was only in the rolled-back batch";
+  EXPECT_EQ(b.counts("curate", "ex").rows, 2);
+}
+
+// A sink slower than the lease: stage() sleeps before writing (as a big batch or a slow disk would).
+class SlowHandler : public BatchHandler {
+ public:
+  SlowHandler(Lake& lake, std::chrono::milliseconds delay) : inner_(lake), delay_(delay) {}
+  PreparedBatch stage(const std::vector<Message>& batch) override {
+    started = true;
+    std::this_thread::sleep_for(delay_);
+    return inner_.stage(batch);
+  }
+  std::atomic<bool> started{false};
+
+ private:
+  LinesHandler inner_;
+  std::chrono::milliseconds delay_;
+};
+
+TEST_F(ObjectLedgerTest, LeasesAreExtendedWhileASlowBatchIsWritten) {
+  const auto ids = publish(3, "ex-slow");
+  ObjectLedger ledger(store, *bus, {"host-a", 0ms});
+  SlowHandler handler(lake, 8s);  // well past the 3 s lease below
+  Consumer consumer(*bus, ledger, handler, commit, {"curate", sub, 100, 0ms, 3s, 10ms});
+  // A second consumer process on the same subscription, pulling all the time the batch is written:
+  // had the lease run out, Pub/Sub would hand it the messages.
+  std::atomic<bool> writing{true};
+  std::vector<std::string> stolen;
+  std::thread other([&] {
+    while (writing && !handler.started) std::this_thread::sleep_for(10ms);
+    while (writing) {
+      for (const auto& m : bus->pull(sub, 100, 30s)) stolen.push_back(m.id);
+      std::this_thread::sleep_for(200ms);
+    }
+  });
+  const auto done = drain(consumer, 3);
+  writing = false;
+  other.join();
+  EXPECT_EQ(done, 3u);
+  EXPECT_TRUE(stolen.empty()) << "a message was redelivered while its batch was being written (" << stolen.size()
+                              << ")";
+  const auto lines = lines_in_lake(lake);
+  for (const auto& id : ids) EXPECT_EQ(lines.count(id) ? lines.at(id) : 0, 1) << id;
+}
+
 TEST(ObjectLedgerManifest, RoundTripsAndRejectsGarbage) {
   PreparedBatch p;
   p.consumer = "archive";
@@ -241,6 +394,7 @@ TEST(ObjectLedgerManifest, RoundTripsAndRejectsGarbage) {
   p.files = {{"/tmp/s", "raw/a.avro"}};
   p.message_ids = {"1", "3"};
   p.ack_ids = {"x", "y"};
+  p.keys = {"ex:1", ""};
   p.counts["ex"] = {3, 1};
   std::string owner;
   const auto q = parse_manifest(manifest_json(p, "pod-7"), &owner);
@@ -248,6 +402,10 @@ TEST(ObjectLedgerManifest, RoundTripsAndRejectsGarbage) {
   EXPECT_EQ(q.batch_id, p.batch_id);
   EXPECT_EQ(q.files[0].final, "raw/a.avro");
   EXPECT_EQ(q.message_ids, p.message_ids);
+  EXPECT_EQ(q.keys, p.keys);
+  // A manifest written before keys were recorded still reads (no keys).
+  EXPECT_TRUE(parse_manifest(R"({"consumer":"c","batch_id":"b","owner":"o","files":[],"message_ids":["1"],)"
+                             R"("ack_ids":[""],"counts":{}})").keys.empty());
   EXPECT_EQ(q.counts.at("ex").deadlettered, 1);
   EXPECT_THROW(parse_manifest("{\"consumer\":1}"), std::runtime_error);
   EXPECT_THROW(parse_manifest("not json"), std::runtime_error);

@@ -12,6 +12,8 @@
 
 #include "curate/curator.h"
 #include "curate/schema.h"
+#include "curate/schema_registry.h"
+#include "lake/lake.h"
 #include "support/parquet_compare.h"
 
 namespace apilake {
@@ -228,6 +230,136 @@ TEST(EvolvedField, InfersTypesAndSafeNames) {
   EXPECT_EQ(s.version, 2);
   EXPECT_EQ(evolve_schema(s, {{"b", "1"}}), 0u);
   EXPECT_EQ(s.version, 2);
+}
+
+// The schema registry survives a restart: a new curator (same lake) starts from the latest version,
+// keeps the evolved columns and continues the numbering (docs/schema.md "Schema registry").
+TEST_F(Evolution_, RegistrySurvivesARestart) {
+  auto srcs = sources_with(Evolution::Evolve);
+  LocalLake lake(root_ / "lake");
+  {
+    Curator c(srcs, db_, root_ / "staging", &lake);
+    Result r = run(c, {page("1", kDrift)});
+    ASSERT_EQ(r.schemas, (std::vector<std::string>{"_schemas/shop/items/v2.json"}));
+  }
+  const auto v2 = lake.get("_schemas/shop/items/v2.json");
+  ASSERT_TRUE(v2);
+  Curator c(srcs, db_, root_ / "staging", &lake);  // the restart
+  // `color` is known: no new version, and the rows carry the column
+  Result r1 = run(c, {page("2", R"({"items":[{"id":10,"color":"blue"}]})")});
+  EXPECT_EQ(r1.rows, 1);
+  EXPECT_TRUE(r1.schemas.empty());
+  EXPECT_TRUE(r1.value_lines.empty());
+  EXPECT_EQ(query("SELECT id, color FROM read_parquet(" + files(r1.parquet) + ")"), "10,blue;");
+  EXPECT_EQ(query("SELECT decode(value) FROM parquet_kv_metadata(" + duck::quote_literal(r1.parquet.at(0)) +
+                  ") WHERE decode(key) = 'apilake_schema_version'"),
+            "2;");
+  // a new key after the restart is v3, and v2 is untouched
+  Result r2 = run(c, {page("3", R"({"items":[{"id":11,"color":"red","size":4}]})")});
+  EXPECT_EQ(r2.schemas, (std::vector<std::string>{"_schemas/shop/items/v3.json"}));
+  EXPECT_EQ(lake.get("_schemas/shop/items/v2.json"), v2);
+  const Schema v3 = schema_from_json(lake.get("_schemas/shop/items/v3.json").value());
+  ASSERT_EQ(v3.fields.size(), 5u);
+  EXPECT_EQ(v3.fields[3].name, "color");
+  EXPECT_EQ(v3.fields[4].name, "size");
+  EXPECT_EQ(v3.fields[4].type, FieldType::Int64);
+}
+
+// A version another writer registered meanwhile (same number, other content) is never overwritten:
+// this curator takes the next number.
+TEST_F(Evolution_, NeverOverwritesARegisteredVersion) {
+  auto srcs = sources_with(Evolution::Evolve);
+  LocalLake lake(root_ / "lake");
+  Curator c(srcs, db_, root_ / "staging", &lake);
+  run(c, {page("1", R"({"items":[{"id":0}]})")});  // meets the dataset: nothing registered yet
+  Schema other = srcs[0].endpoints[0].schema;
+  evolve_schema(other, {{"weight", "1.5"}});
+  ASSERT_EQ(other.version, 2);
+  lake.put("_schemas/shop/items/v2.json", schema_json(other));
+  Result r = run(c, {page("2", kDrift)});
+  EXPECT_EQ(r.schemas, (std::vector<std::string>{"_schemas/shop/items/v3.json"}));
+  EXPECT_EQ(lake.get("_schemas/shop/items/v2.json"), schema_json(other));
+  EXPECT_EQ(schema_from_json(lake.get("_schemas/shop/items/v3.json").value()).fields.back().name, "color");
+}
+
+TEST_F(Evolution_, ClaimReusesTheSameContentAndSkipsOther) {
+  LocalLake lake(root_ / "lake");
+  Schema s = sources_with(Evolution::Evolve)[0].endpoints[0].schema;
+  s.version = 2;
+  EXPECT_TRUE(claim_schema_version(lake, "shop", "items", s));  // nothing there
+  EXPECT_EQ(s.version, 2);
+  lake.put(schema_registry_path("shop", "items", 2), schema_json(s));
+  EXPECT_FALSE(claim_schema_version(lake, "shop", "items", s));  // same content: already registered
+  EXPECT_EQ(s.version, 2);
+  Schema t = s;
+  evolve_schema(t, {{"x", "1"}});
+  t.version = 2;
+  EXPECT_TRUE(claim_schema_version(lake, "shop", "items", t));  // v2 holds other content
+  EXPECT_EQ(t.version, 3);
+}
+
+TEST_F(Evolution_, LatestRegisteredSkipsABrokenFileButKeepsItsNumber) {
+  LocalLake lake(root_ / "lake");
+  Schema declared = sources_with(Evolution::Evolve)[0].endpoints[0].schema;
+  EXPECT_EQ(latest_registered_schema(lake, "shop", "items").latest_version, 0);
+  EXPECT_EQ(current_schema(lake, "shop", "items", declared).fields.size(), 3u);
+  Schema v2 = declared;
+  evolve_schema(v2, {{"color", "\"red\""}});
+  lake.put(schema_registry_path("shop", "items", 2), schema_json(v2));
+  lake.put(schema_registry_path("shop", "items", 3), "{not json");
+  lake.put("_schemas/shop/items/notes.txt", "not a version");
+  RegisteredSchema r = latest_registered_schema(lake, "shop", "items");
+  EXPECT_EQ(r.latest_version, 3);
+  ASSERT_TRUE(r.schema);
+  EXPECT_EQ(r.schema->version, 2);
+  Schema cur = current_schema(declared, r);
+  EXPECT_EQ(cur.version, 3);  // the next evolve writes v4, never over the broken v3
+  ASSERT_EQ(cur.fields.size(), 4u);
+  EXPECT_EQ(cur.fields[3].name, "color");
+  // the declaration wins for a name it has (case-insensitively), and its policy is kept
+  declared.fields.push_back(field("COLOR", FieldType::Int64));
+  declared.evolution = Evolution::Freeze;
+  cur = current_schema(declared, r);
+  ASSERT_EQ(cur.fields.size(), 4u);
+  EXPECT_EQ(cur.fields[3].type, FieldType::Int64);
+  EXPECT_EQ(cur.evolution, Evolution::Freeze);
+}
+
+TEST(SchemaJson, RoundTripsEveryType) {
+  Schema s;
+  s.version = 7;
+  s.evolution = Evolution::DiscardValue;
+  FieldSpec d = field("price", FieldType::Decimal);
+  d.precision = 12;
+  d.scale = 3;
+  d.format = "decimal_comma";
+  d.default_value = "1,5";
+  FieldSpec e = field("kind", FieldType::Enum);
+  e.values = {"a", "b\"q"};
+  FieldSpec st = field("owner", FieldType::Struct);
+  st.fields = {field("login", FieldType::String, true)};
+  FieldSpec l = field("tags", FieldType::List);
+  FieldSpec item;
+  item.name = "item";
+  item.type = FieldType::Date;
+  item.format = "dd/MM/yyyy";
+  l.items = {item};
+  FieldSpec p = field("series", FieldType::Int64);
+  p.path.clear();
+  p.from_param = "series";
+  FieldSpec n = field("n", FieldType::Timestamp);
+  n.nullable = false;
+  n.default_value = "0";
+  n.format = "epoch_s";
+  s.fields = {d, e, st, l, p, n};
+  const std::string text = schema_json(s);
+  const Schema back = schema_from_json(text);
+  EXPECT_EQ(schema_json(back), text);
+  EXPECT_EQ(back.fields[4].from_param, "series");
+  EXPECT_THROW(schema_from_json("[1]"), std::invalid_argument);
+  EXPECT_THROW(schema_from_json(R"({"version":1,"fields":[{"name":"a","type":"blob"}]})"), std::invalid_argument);
+  EXPECT_THROW(schema_from_json(R"({"version":0,"fields":[]})"), std::invalid_argument);
+  EXPECT_THROW(schema_from_json("{"), std::invalid_argument);
 }
 
 }  // namespace

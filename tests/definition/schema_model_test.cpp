@@ -211,5 +211,43 @@ TEST_F(SchemaYaml, PatternLettersOtherThanTokensAreLiterals) {
   EXPECT_THAT(errs[0], HasSubstr("unknown token 'yy'"));
 }
 
+// from_param: a top-level field whose value is a request parameter of the endpoint.
+TEST(FromParamYaml, LoadsAndChecksTheParam) {
+  std::string tpl = (fs::temp_directory_path() / "apilake-fromparam-XXXXXX").string();
+  ASSERT_TRUE(mkdtemp(tpl.data()));
+  const fs::path dir = tpl;
+  auto write = [&](const std::string& fields) {
+    const std::string text =
+        "name: s\nbase_url: https://example.org\nendpoints:\n  - name: e\n    path: /x/{series}\n"
+        "    params:\n      - {name: series, type: integer, in: path, required: true}\n"
+        "    schema:\n      fields:\n" + fields;
+    std::ofstream(dir / "s.yaml") << text;
+    return dir / "s.yaml";
+  };
+  Source s = load_source_file(write("        - {name: value, type: double}\n"
+                                    "        - {name: series, type: int64, from_param: series}\n"));
+  ASSERT_EQ(s.endpoints[0].schema.fields.size(), 2u);
+  EXPECT_EQ(s.endpoints[0].schema.fields[1].from_param, "series");
+  EXPECT_EQ(s.endpoints[0].schema.fields[1].path, "");  // not read from the record
+
+  auto errs = validate_source_file(write("        - {name: series, type: int64, from_param: serie}\n"));
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_THAT(errs[0], HasSubstr("s.yaml:10:"));
+  EXPECT_THAT(errs[0], HasSubstr("from_param 'serie' is not a parameter of this endpoint"));
+  errs = validate_source_file(write("        - {name: series, type: int64, path: /s, from_param: series}\n"));
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_THAT(errs[0], HasSubstr("either path or from_param"));
+  errs = validate_source_file(
+      write("        - {name: o, type: struct, fields: [{name: a, type: string, from_param: series}]}\n"));
+  ASSERT_GE(errs.size(), 1u);
+  EXPECT_THAT(errs[0], HasSubstr("only to top-level fields"));
+  errs = validate_source_file(
+      write("        - {name: o, type: list, items: {type: string}, from_param: series}\n"));
+  ASSERT_GE(errs.size(), 1u);
+  EXPECT_THAT(errs[0], HasSubstr("cannot take from_param"));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
 }  // namespace
 }  // namespace apilake

@@ -101,6 +101,7 @@ TEST(InsightsE2E, FreshAfterExtractionServedInThreeFormatsWithConditionalGets) {
   ASSERT_EQ(body.at("rows").as_array().size(), 1u);
   const auto& row = body.at("rows").as_array()[0].as_object();
   EXPECT_EQ(row.at("month").as_string(), "2024-01-01");
+  EXPECT_EQ(row.at("series").to_number<int64_t>(), 11);  // from the extraction's params (from_param)
   EXPECT_DOUBLE_EQ(row.at("mean").to_number<double>(), expect.dbl(0, 0));
   EXPECT_DOUBLE_EQ(row.at("min").to_number<double>(), expect.dbl(1, 0));
   EXPECT_DOUBLE_EQ(row.at("max").to_number<double>(), expect.dbl(2, 0));
@@ -111,7 +112,7 @@ TEST(InsightsE2E, FreshAfterExtractionServedInThreeFormatsWithConditionalGets) {
   auto c = app.get("/v1/insights/bcb_sgs_monthly?format=csv");
   ASSERT_EQ(c.status, 200);
   EXPECT_EQ(c.header("content-type").value_or(""), "text/csv; charset=utf-8");
-  EXPECT_EQ(c.body.substr(0, c.body.find("\r\n")), "month,mean,min,max,observations,mom_change,mom_change_pct");
+  EXPECT_EQ(c.body.substr(0, c.body.find("\r\n")), "series,month,mean,min,max,observations,mom_change,mom_change_pct");
   EXPECT_EQ(std::count(c.body.begin(), c.body.end(), '\n'), 2);
 
   // Parquet, read back by DuckDB

@@ -147,11 +147,11 @@ std::map<std::string, int64_t> archived_counts(S3Lake& lake) {
   return out;
 }
 
-// Committed curate batches whose manifest names a process with this pid as owner (the pipeline's
-// instance names end in "-curate-<pid>", src/app/pipeline.cpp).
-std::vector<std::string> curate_batches_by(S3Lake& lake, pid_t pid) {
+// Committed curate batches whose manifest names the curator started with `--index index` as owner
+// (instance names are <host>-curate-<index>, src/app/pipeline.cpp).
+std::vector<std::string> curate_batches_by(S3Lake& lake, int index) {
   std::vector<std::string> out;
-  const std::string suffix = "-curate-" + std::to_string(pid);
+  const std::string suffix = "-curate-" + std::to_string(index);
   for (const auto& path : lake.list("_ledger/curate")) {
     if (path.size() < 15 || path.compare(path.size() - 15, 15, ".committed.json") != 0) continue;
     auto text = lake.get(path);
@@ -196,7 +196,8 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
   std::vector<std::unique_ptr<ChildProcess>> serves, curators, archivers;
   std::vector<uint16_t> ports;
   auto role = [&](const std::string& name, int n, std::vector<std::string> extra) {
-    std::vector<std::string> args = {binary, name, "--config", config};
+    // --index: each process of a role its own stable instance name (and so its own ledger identity).
+    std::vector<std::string> args = {binary, name, "--config", config, "--index", std::to_string(n)};
     args.insert(args.end(), extra.begin(), extra.end());
     const std::string tag = name + std::to_string(n);
     std::vector<std::pair<std::string, std::string>> env = {
@@ -253,14 +254,14 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
     std::this_thread::sleep_for(std::chrono::milliseconds(15));
     // Mid-run: from a third of the way in, the first curator dies as soon as it has committed a
     // batch (so it was consuming; it keeps pulling, so it usually holds leased messages too).
-    if (i >= kExtractions / 3 && curators[0]->running() && !curate_batches_by(lake, curators[0]->pid()).empty())
+    if (i >= kExtractions / 3 && curators[0]->running() && !curate_batches_by(lake, 0).empty())
       kill_curator();
   }
   if (curators[0]->running()) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (curate_batches_by(lake, curators[0]->pid()).empty() && std::chrono::steady_clock::now() < until)
+    while (curate_batches_by(lake, 0).empty() && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    ASSERT_FALSE(curate_batches_by(lake, curators[0]->pid()).empty())
+    ASSERT_FALSE(curate_batches_by(lake, 0).empty())
         << "curator 0 committed nothing within 60 s:\n" << curators[0]->log_tail();
     kill_curator();
   }
@@ -311,7 +312,7 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
   }
   // The subscription is shared: every curator took part (the killed one before it died).
   for (std::size_t i = 1; i < curators.size(); ++i)
-    EXPECT_FALSE(curate_batches_by(lake, curators[i]->pid()).empty()) << "curator " << i << " committed nothing";
+    EXPECT_FALSE(curate_batches_by(lake, static_cast<int>(i)).empty()) << "curator " << i << " committed nothing";
   // A clean stop of every role: what is in the lake now is final.
   for (auto* p : all_roles()) p->kill(SIGTERM);
   for (std::size_t i = 1; i < curators.size(); ++i)
@@ -411,6 +412,134 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
   EXPECT_EQ(expected_dead[submitted[1].id], 1);
   EXPECT_GT(total_records, 0);
 
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+// A curator killed between prepare and commit (APILAKE_FAULT, src/bus/fault.h) and started again
+// under the same instance name (`--index 0`) rolls its own prepared batch forward at start-up: the
+// batch commits under its original id, once, and every record is curated exactly once.
+TEST(ScaleOut, ARestartedCuratorCompletesItsPreparedBatchOnce) {
+  const std::string emulator = PubSubEmulator::host();
+  S3Server& s3 = S3Server::shared();
+  const auto dir = temp_dir("restart");
+  const std::string prefix = "restart-" + dir.filename().string();
+  const std::string binary = APILAKE_BINARY;
+  {
+    std::ofstream cfg(dir / "apilake.yaml");
+    cfg << "data_dir: s3://" << S3Server::kBucket << "/" << prefix << "\n"
+        << "s3: {endpoint: " << s3.endpoint() << ", region: us-east-1}\n"
+        << "bus: {kind: pubsub, topic: pages}\n"
+        // Its own project: topics and subscriptions apart from the other test's on the same emulator.
+        << "pubsub: {project: restart-" << ::getpid() << ", endpoint: http://" << emulator << ", ordering: true}\n"
+        << "sources: " << kSources << "\n"
+        << "batch_max_age_ms: 300\n"
+        << "ack_deadline_s: 10\n"
+        << "log_level: info\n";
+  }
+  const std::string config = (dir / "apilake.yaml").string();
+  auto role = [&](const std::string& name, std::vector<std::string> extra,
+                  std::vector<std::pair<std::string, std::string>> env, const std::string& log) {
+    std::vector<std::string> args = {binary, name, "--config", config, "--index", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    env.push_back({"AWS_ACCESS_KEY_ID", "S3RVER"});
+    env.push_back({"AWS_SECRET_ACCESS_KEY", "S3RVER"});
+    env.push_back({"APILAKE_CACHE_DIR", (dir / ("cache-" + name)).string()});  // the same across the restart
+    auto p = std::make_unique<ChildProcess>(args, env, dir / log);
+    p->start();
+    return p;
+  };
+  auto curator = role("curate", {}, {{"APILAKE_FAULT", "curate:after_prepare"}}, "curate-1.log");
+  const uint16_t port = free_port();
+  auto serve = role("serve", {"--port", std::to_string(port), "--demo"}, {}, "serve.log");
+  ASSERT_NO_THROW(serve->wait_healthy(port, std::chrono::seconds(60)));
+
+  const json::object brewery = example_of(port, "openbrewerydb", "breweries");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    json::object body{{"source", "openbrewerydb"}, {"endpoint", "breweries"}, {"params", brewery}};
+    auto r = http(port, "POST", "/v1/extractions", json::serialize(body));
+    ASSERT_EQ(r.status, 202) << r.body;
+    ids.emplace_back(json::parse(r.body).as_object()["id"].as_string());
+  }
+  // The fault kills the curator right after its first prepare.
+  const auto status = curator->wait_exit(std::chrono::seconds(60));
+  ASSERT_TRUE(status && WIFSIGNALED(*status)) << "the curator did not die at the fault:\n" << curator->log_tail();
+
+  auto lake_config = s3.config(prefix, dir / "staging-test");
+  S3Lake lake(lake_config);
+  auto manifests = [&](const std::string& suffix) {
+    std::vector<std::string> out;
+    for (const auto& path : lake.list("_ledger/curate/"))
+      if (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0)
+        out.push_back(path);
+    return out;
+  };
+  const auto prepared = manifests(".prepared.json");
+  ASSERT_EQ(prepared.size(), 1u) << "one prepared batch left by the killed curator";
+  EXPECT_TRUE(manifests(".committed.json").empty());
+  std::string owner;
+  const PreparedBatch left = parse_manifest(*lake.get(prepared[0]), &owner);
+  EXPECT_EQ(owner.substr(owner.size() - 9), "-curate-0") << owner;
+  ASSERT_FALSE(left.message_ids.empty());
+
+  // Restart under the same instance name, no fault.
+  curator = role("curate", {}, {}, "curate-2.log");
+  std::map<std::string, json::object> st;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  std::size_t done = 0;
+  while (done < ids.size() && std::chrono::steady_clock::now() < deadline) {
+    done = 0;
+    for (const auto& id : ids) {
+      auto r = http(port, "GET", "/v1/extractions/" + id);
+      ASSERT_EQ(r.status, 200) << r.body;
+      st[id] = json::parse(r.body).as_object();
+      auto& o = st[id];
+      if (o["status"].as_string() == "succeeded" &&
+          o["curated"].as_int64() + o["deadlettered"].as_int64() == o["records"].as_int64())
+        ++done;
+    }
+    ASSERT_TRUE(curator->running()) << curator->log_tail();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(done, ids.size()) << "not fully curated after the restart:\n" << curator->log_tail();
+  curator->kill(SIGTERM);
+  serve->kill(SIGTERM);
+
+  // The predecessor's batch: committed under its own id by the same instance (rolled forward, not
+  // redone), its prepared object gone, each message in exactly one committed batch.
+  EXPECT_TRUE(lake.exists(ObjectLedger::committed_path("curate", left.batch_id)));
+  EXPECT_FALSE(lake.exists(prepared[0]));
+  EXPECT_NE(slurp(curator->log()).find("rolled pending batch " + left.batch_id + " forward"), std::string::npos)
+      << curator->log_tail();
+  std::map<std::string, int> batches_of;
+  for (const auto& path : manifests(".committed.json")) {
+    std::string o;
+    for (const auto& id : parse_manifest(*lake.get(path), &o).message_ids) ++batches_of[id];
+    EXPECT_EQ(o, owner) << path;
+  }
+  for (const auto& id : left.message_ids) EXPECT_EQ(batches_of[id], 1) << "message " << id;
+  for (const auto& [id, n] : batches_of) EXPECT_EQ(n, 1) << "message " << id << " committed " << n << " times";
+
+  // Rows: exactly the valid records, no copies.
+  const fs::path local = dir / "lake";
+  for (const auto& path : lake.list("curated/")) {
+    fs::create_directories((local / path).parent_path());
+    std::ofstream(local / path, std::ios::binary) << *lake.get(path);
+  }
+  duck::Database db;
+  duck::Connection con(db);
+  const std::string files = duck::quote_literal((local / "curated" / "**" / "*.parquet").string());
+  auto res = con.query("SELECT _extraction_id, count(*) FROM read_parquet(" + files + ") GROUP BY 1");
+  std::map<std::string, int64_t> rows;
+  for (std::size_t r = 0; r < res.row_count(); ++r) rows[*res.text(0, r)] = res.int64(1, r);
+  for (const auto& id : ids) {
+    EXPECT_GT(rows[id], 0) << id;
+    EXPECT_EQ(rows[id], st[id]["curated"].as_int64()) << id;
+  }
+  auto dups = con.query("SELECT count(*) FROM (SELECT * EXCLUDE (_ingested_at, _replayed_at), count(*) AS c FROM "
+                        "read_parquet(" + files + ") GROUP BY ALL HAVING count(*) > 1)");
+  EXPECT_EQ(dups.int64(0, 0), 0) << "rows curated twice";
   std::error_code ec;
   fs::remove_all(dir, ec);
 }

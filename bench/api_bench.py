@@ -1,0 +1,370 @@
+#!/usr/bin/python3
+"""API benchmark: apilake's HTTP API against the seed's FastAPI stack (bench/anchors/fastapi_app.py),
+measured side by side in the same run on the same cores (issue 7, item 3).
+
+  /usr/bin/python3 bench/api_bench.py [--apilake build/apilake] [--duration 5] [--runs 3] [--full-posts 3000]
+
+Scenarios (wrk -t2, as shared/notes/performance.md measured the anchor):
+  accept   POST /v1/extractions, validated, recorded durably, 202 (-c 64). apilake: `apilake serve` with
+           fetch_workers=0 (accept only: the extractions wait in the store for a process with workers).
+  get      GET /v1/extractions/{id} over 256 existing ids (-c 64).
+  full     each extraction fetches one ~21 KB page from a local `apilake replay` and publishes it to an
+           embedded SQLite bus (synchronous=FULL, one fsync per publish). The anchor does it inside the
+           request (wrk -c 16, its extractions/s = its req/s); apilake accepts and runs them on its
+           fetch workers: a batch of --full-posts POSTs, extractions/s = batch / (first created ..
+           last finished); its p50/p99 are those of the accepting POSTs.
+Per scenario: the median run (by req/s) of --runs, after a warm-up. CPU per request = utime+stime
+delta of the server process tree (/proc/<pid>/stat) / requests served; wrk and the replay excluded.
+Output: a table, and one machine-readable line per row:
+  ROW\t<scenario>\t<ours>\t<anchor>\t<unit>\t<ratio>\t<ours p50 ms>\t<ours p99 ms>\t<anchor p50 ms>\t<anchor p99 ms>\t<ours cpu us/req>\t<anchor cpu us/req>
+Exit status 0 when every scenario ran (targets are reported, not asserted: speed lives in bench/).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TICK = os.sysconf("SC_CLK_TCK")
+BODY = {"source": "benchpage", "endpoint": "issues", "params": {"repo": "widgets", "state": "all", "per_page": 10}}
+
+SOURCE_YAML = """\
+name: benchpage
+description: one recorded ~21 KB page per extraction (bench/api_bench.py)
+base_url: {base}
+endpoints:
+  - name: issues
+    description: a page of GitHub-shaped issues
+    path: /issues
+    params:
+      - name: repo
+        type: string
+        required: true
+        pattern: "^[A-Za-z0-9._-]{{1,100}}$"
+        description: repository name
+      - name: state
+        type: enum
+        values: [open, closed, all]
+        default: open
+        description: which issues
+      - name: per_page
+        type: integer
+        minimum: 1
+        maximum: 100
+        default: 30
+        description: results per page
+    pagination:
+      kind: none
+    records: ""
+    schema:
+      version: 1
+      fields:
+        - {{name: id, type: int64, required: true}}
+        - {{name: title, type: string, required: true}}
+        - {{name: state, type: string, required: true}}
+        - {{name: created_at, type: timestamp, required: true}}
+"""
+
+REPLAY_YAML = """\
+responses:
+  - path: /issues
+    query: {repo: widgets, state: all, per_page: 10}
+    body_file: page.json
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, proc, timeout=30.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"no answer from {url} after {timeout} s")
+
+
+def tree_pids(root):
+    """root and its descendants (uvicorn --workers forks)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(d))
+            except OSError:
+                pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(root):
+    total = 0
+    for p in tree_pids(root):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        except OSError:
+            pass
+    return total / TICK
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def run_wrk(url, script, conns, duration, env=None):
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency", "-s", script, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True).stdout
+    res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+           "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+           "p50": to_ms(re.search(r"\n\s+50%\s+(\S+)", out).group(1)),
+           "p99": to_ms(re.search(r"\n\s+99%\s+(\S+)", out).group(1)),
+           "errors": 0}
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        res["errors"] += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["errors"] += sum(int(x) for x in m.groups())
+    return res
+
+
+def measured_wrk(pid, url, script, conns, duration, env=None):
+    c0 = cpu_seconds(pid)
+    r = run_wrk(url, script, conns, duration, env)
+    r["cpu_us"] = (cpu_seconds(pid) - c0) / max(r["requests"], 1) * 1e6
+    return r
+
+
+def median_run(runs):
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+
+
+def post_ids(port, n):
+    ids = []
+    data = json.dumps(BODY).encode()
+    for _ in range(n):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/extractions", data=data,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            ids.append(json.loads(r.read())["id"])
+    return ids
+
+
+class Procs:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, env=None, cwd=None, log=None):
+        p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE,
+                             stderr=log or subprocess.DEVNULL, text=True, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in list(self.procs):
+            self.stop(p)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--apilake", default=os.environ.get("APILAKE_BIN", os.path.join(ROOT, "build", "apilake")))
+    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--runs", type=int, default=3, help="runs per scenario (the median is reported)")
+    ap.add_argument("--full-posts", type=int, default=3000, help="extractions in apilake's full-flow batch")
+    ap.add_argument("--http-threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--fetch-workers", type=int, default=8)
+    ap.add_argument("--scenarios", default="accept,get,full")
+    args = ap.parse_args()
+    if not os.access(args.apilake, os.X_OK):
+        sys.exit(f"api_bench: no apilake binary at {args.apilake} (--apilake or APILAKE_BIN)")
+    if not shutil.which("wrk"):
+        sys.exit("api_bench: wrk is not installed (scripts/setup.sh)")
+    scenarios = args.scenarios.split(",")
+
+    tmp = tempfile.mkdtemp(prefix="apilake-api-bench-")
+    procs = Procs()
+    rows = []
+    try:
+        # The upstream: `apilake replay` serving one recorded ~21 KB page (a real GitHub-shaped page).
+        replay_src = os.path.join(tmp, "replay-sources", "benchpage")
+        os.makedirs(os.path.join(replay_src, "fixtures"))
+        with open(os.path.join(replay_src, "source.yaml"), "w") as f:
+            f.write(SOURCE_YAML.format(base="https://upstream.invalid/api"))
+        with open(os.path.join(replay_src, "fixtures", "replay.yaml"), "w") as f:
+            f.write(REPLAY_YAML)
+        shutil.copy(os.path.join(ROOT, "sources", "github", "fixtures", "issues_widgets_page1.json"),
+                    os.path.join(replay_src, "fixtures", "page.json"))
+        replay = procs.start([args.apilake, "--log-level", "warn", "replay", "--sources",
+                              os.path.dirname(replay_src), "--port", str(free_port())])
+        base = replay.stdout.readline().split()[1]
+        sources = os.path.join(tmp, "sources")
+        os.makedirs(os.path.join(sources, "benchpage"))
+        with open(os.path.join(sources, "benchpage", "source.yaml"), "w") as f:
+            f.write(SOURCE_YAML.format(base=base))
+
+        def start_ours(name, workers):
+            port = free_port()
+            data = os.path.join(tmp, f"ours-{name}")
+            env = {"APILAKE_HTTP_THREADS": str(args.http_threads), "APILAKE_FETCH_WORKERS": str(workers),
+                   "APILAKE_LOG_LEVEL": "warn"}
+            p = procs.start([args.apilake, "serve", "--data-dir", data, "--sources", sources, "--port", str(port)],
+                            env=env, log=open(os.path.join(tmp, f"ours-{name}.log"), "w"))
+            wait_http(f"http://127.0.0.1:{port}/healthz", p)
+            return p, port, data
+
+        def start_anchor(name, mode):
+            port = free_port()
+            db = os.path.join(tmp, f"anchor-{name}")
+            os.makedirs(db)
+            env = {"ANCHOR_MODE": mode, "ANCHOR_DB": db, "ANCHOR_SOURCES": sources}
+            p = procs.start(["/usr/bin/python3", "-m", "uvicorn", "fastapi_app:app", "--app-dir",
+                             os.path.join(HERE, "anchors"), "--port", str(port), "--workers", "2", "--loop",
+                             "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
+                            env=env, log=open(os.path.join(tmp, f"anchor-{name}.log"), "w"))
+            wait_http(f"http://127.0.0.1:{port}/healthz", p)
+            return p, port
+
+        wrk_dir = os.path.join(HERE, "wrk")
+
+        def bench_wrk(pid, port, path, script, conns, env=None):
+            url = f"http://127.0.0.1:{port}{path}"
+            run_wrk(url, script, conns, 1, env)  # warm-up
+            runs = [measured_wrk(pid, url, script, conns, args.duration, env) for _ in range(args.runs)]
+            return median_run(runs)
+
+        if "accept" in scenarios or "get" in scenarios:
+            ours, oport, _ = start_ours("accept", 0)
+            anchor, aport = start_anchor("accept", "accept")
+            if "accept" in scenarios:
+                o = bench_wrk(ours.pid, oport, "/v1/extractions", os.path.join(wrk_dir, "post.lua"), 64)
+                a = bench_wrk(anchor.pid, aport, "/v1/extractions", os.path.join(wrk_dir, "post.lua"), 64)
+                rows.append(("accept POST /v1/extractions (c=64)", o, a, "req/s"))
+            if "get" in scenarios:
+                got = []
+                for name, port in (("ours", oport), ("anchor", aport)):
+                    ids = os.path.join(tmp, f"ids-{name}.txt")
+                    with open(ids, "w") as f:
+                        f.write("\n".join(post_ids(port, 256)) + "\n")
+                    pid = ours.pid if name == "ours" else anchor.pid
+                    got.append(bench_wrk(pid, port, "/", os.path.join(wrk_dir, "get.lua"), 64, {"IDS_FILE": ids}))
+                rows.append(("GET /v1/extractions/{id} (c=64)", got[0], got[1], "req/s"))
+            procs.stop(ours)
+            procs.stop(anchor)
+
+        if "full" in scenarios:
+            anchor, aport = start_anchor("full", "full")
+            a = bench_wrk(anchor.pid, aport, "/v1/extractions", os.path.join(wrk_dir, "post.lua"), 16)
+            procs.stop(anchor)
+            rows.append(("full flow: fetch 21 KB + publish, extractions/s", full_ours(args, start_ours, procs,
+                                                                                      wrk_dir), a, "extr/s"))
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print_table(rows)
+    return 0
+
+
+def full_ours(args, start_ours, procs, wrk_dir):
+    """A batch of POSTs; apilake's fetch workers fetch and publish each; timed from the first accepted
+    extraction to the last finished one (read from its extraction store)."""
+    ours, oport, data = start_ours("full", args.fetch_workers)
+    # Warm-up: a few extractions through the whole path (connections, statements, caches).
+    post_ids(oport, 20)
+    db = os.path.join(data, "_state", "extractions.db")
+
+    def pending(con):
+        return con.execute("SELECT count(*) FROM extractions WHERE status IN ('queued','running')").fetchone()[0]
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    while pending(con):
+        time.sleep(0.05)
+    runs = []
+    for _ in range(args.runs):
+        (before,) = con.execute("SELECT coalesce(max(created_us), 0) FROM extractions").fetchone()
+        c0 = cpu_seconds(ours.pid)
+        per_thread = max(args.full_posts // 2, 1)
+        w = run_wrk(f"http://127.0.0.1:{oport}/v1/extractions", os.path.join(wrk_dir, "post_n.lua"), 16, 60,
+                    {"POST_LIMIT": str(per_thread)})
+        while pending(con):
+            time.sleep(0.02)
+        cpu = cpu_seconds(ours.pid) - c0
+        n, ok, first, last = con.execute(
+            "SELECT count(*), sum(status = 'succeeded'), min(created_us), max(finished_us) FROM extractions"
+            " WHERE created_us > ?", (before,)).fetchone()
+        if ok != n:
+            raise RuntimeError(f"full flow: {n - ok} of {n} extractions failed (see the serve log)")
+        rps = n / ((last - first) / 1e6)
+        runs.append({"rps": rps, "requests": n, "p50": w["p50"], "p99": w["p99"], "errors": w["errors"],
+                     "cpu_us": cpu / n * 1e6})
+    con.close()
+    procs.stop(ours)
+    return median_run(runs)
+
+
+def print_table(rows):
+    head = ("scenario", "ours", "anchor", "ratio", "ours p50/p99 ms", "anchor p50/p99 ms", "CPU/req ours",
+            "CPU/req anchor", "CPU ratio")
+    lines = []
+    for name, o, a, unit in rows:
+        lines.append((name, f"{o['rps']:,.0f} {unit}", f"{a['rps']:,.0f} {unit}", f"{o['rps'] / a['rps']:.1f}x",
+                      f"{o['p50']:.2f} / {o['p99']:.2f}", f"{a['p50']:.2f} / {a['p99']:.2f}",
+                      f"{o['cpu_us']:.1f} us", f"{a['cpu_us']:.1f} us", f"1/{a['cpu_us'] / o['cpu_us']:.1f}"))
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for line in lines:
+        print("| " + " | ".join(line) + " |")
+    for name, o, a, unit in rows:
+        if o["errors"] or a["errors"]:
+            print(f"note: {name}: non-2xx/socket errors ours {o['errors']}, anchor {a['errors']}")
+    for name, o, a, unit in rows:
+        print("ROW\t" + "\t".join([name, f"{o['rps']:.1f}", f"{a['rps']:.1f}", unit, f"{o['rps'] / a['rps']:.2f}",
+                                   f"{o['p50']:.3f}", f"{o['p99']:.3f}", f"{a['p50']:.3f}", f"{a['p99']:.3f}",
+                                   f"{o['cpu_us']:.2f}", f"{a['cpu_us']:.2f}"]))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
