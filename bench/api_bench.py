@@ -214,7 +214,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per scenario (the median is reported)")
     ap.add_argument("--full-posts", type=int, default=3000, help="extractions in apilake's full-flow batch")
     ap.add_argument("--http-threads", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--fetch-workers", type=int, default=8)
+    ap.add_argument("--fetch-workers", type=int, default=32)
     ap.add_argument("--scenarios", default="accept,get,full")
     args = ap.parse_args()
     if not os.access(args.apilake, os.X_OK):

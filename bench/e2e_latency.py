@@ -114,7 +114,11 @@ def main():
     in_flight = int(os.environ.get("APILAKE_E2E_INFLIGHT", "4"))
     poll_s = int(os.environ.get("APILAKE_E2E_POLL_MS", "50")) / 1000.0
     modes = [m for m in os.environ.get("APILAKE_E2E_MODES", "embedded,pubsub").split(",") if m]
-    binary = default_binary()
+    try:
+        binary = default_binary()
+    except RuntimeError as e:
+        print(f"e2e: {e}", file=sys.stderr)
+        return 1
     rc = 0
     for mode in modes:
         if mode not in ("embedded", "pubsub"):

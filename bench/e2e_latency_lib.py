@@ -171,9 +171,14 @@ def sources_dir():
 
 
 def default_binary():
-    for b in (os.environ.get("APILAKE_BINARY"), os.path.join(REPO, "build-bench", "apilake"),
-              os.path.join(REPO, "build", "apilake")):
-        if b and os.access(b, os.X_OK):
+    """APILAKE_BINARY when set (it must be executable), else build-bench/apilake, else build/apilake."""
+    chosen = os.environ.get("APILAKE_BINARY")
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            raise RuntimeError(f"APILAKE_BINARY={chosen} is not an executable")
+        return chosen
+    for b in (os.path.join(REPO, "build-bench", "apilake"), os.path.join(REPO, "build", "apilake")):
+        if os.access(b, os.X_OK):
             return b
     raise RuntimeError("apilake binary not found (set APILAKE_BINARY or run scripts/bench.sh)")
 

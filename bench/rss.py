@@ -112,10 +112,11 @@ def main():
     qps = float(os.environ.get("APILAKE_RSS_QPS", "5"))
     warmup = float(os.environ.get("APILAKE_RSS_WARMUP_S", "20"))
     samples_file = os.environ.get("APILAKE_RSS_SAMPLES")
+    binary = default_binary()
     wd = work_dir("rss")
     app, ok = None, False
     try:
-        app = Apilake(default_binary(), wd)
+        app = Apilake(binary, wd)
         load = Load(app, rate, qps)
         samples = []  # (t, rss_kb, hwm_kb, anon_kb, file_kb)
         t0 = time.monotonic()

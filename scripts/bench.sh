@@ -10,7 +10,8 @@
 #   rss     bench/rss.py: RSS of `apilake up` under a sustained load (APILAKE_RSS_SECONDS, default 180)
 # A part that is not built or fails shows "not built" / "failed" in its rows; the others still run.
 # Usage: bash scripts/bench.sh [part …]   (default: all parts, in the order above)
-# Env: BENCH_SKIP_BUILD=1 (reuse build-bench/), and each part's own knobs (see the files above).
+# Env: BENCH_SKIP_BUILD=1 (reuse build-bench/), BENCH_TABLE_ONLY=1 (only reprint the table from the
+# outputs of the last run), and each part's own knobs (see the files above).
 set -uo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 build="$here/build-bench"
@@ -24,6 +25,7 @@ parts=("$@")
 # so warnings are not errors here; the regular builds (RelWithDebInfo) keep -Werror.
 mkdir -p "$out"
 declare -A built=()
+[ -n "${BENCH_TABLE_ONLY:-}" ] && BENCH_SKIP_BUILD=1
 if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
   echo "bench: building in $build (Release)…" >&2
   if ! cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPILAKE_BENCH=ON -DAPILAKE_TESTS=OFF \
@@ -60,8 +62,9 @@ gbench() {  # name: a Google Benchmark binary, JSON to $out/<name>.json
   rm -f "$out/$name.json"
   run_part "$name" "$build/bench/$name" --benchmark_out="$out/$name.json" --benchmark_out_format=json
 }
-rm -f "$out"/*.status
+[ -z "${BENCH_TABLE_ONLY:-}" ] && rm -f "$out"/*.status
 for part in "${parts[@]}"; do
+  [ -n "${BENCH_TABLE_ONLY:-}" ] && break
   case "$part" in
     curate) gbench curate_bench ;;
     bus)    gbench bus_bench ;;
@@ -196,10 +199,10 @@ for part, name, figs in (("e2e", "e2e_latency", ["e2e POST→queryable p50/p99"]
     if not got:
         blank(figs, st if st != "ok" else "no rows")
     for fig, ours, anchor, unit, target, met in got:
-        u = unit.split(" ")[0]
+        u, note = unit.split(" ")[0], unit.partition(" ")[2].strip(" ()")  # "s (anchor: flush floor)"
         ratio = f"{float(ours) / float(anchor):.2f}x" if anchor else ""
-        rows.append((fig + (f" ({unit[len(u):].strip(' ()')})" if anchor else ""), f"{ours} {u}",
-                     f"{anchor} {u}" if anchor else "—", ratio, target, met))
+        anchor_cell = (f"{anchor} {u}" + (f" ({note.replace('anchor: ', '')})" if note else "")) if anchor else "—"
+        rows.append((fig, f"{ours} {u}", anchor_cell, ratio, target, met))
     if got and st != "ok":  # e.g. the Pub/Sub mode failed after the embedded one reported
         blank([f"{name}: a mode failed"], st)
 

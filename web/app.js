@@ -136,10 +136,14 @@ const NUMERIC = /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UI
 const TIMELIKE = /^(DATE|TIMESTAMP.*|TIME)$/;
 
 // x: the first date/time column, else the first text column; y: the numeric columns.
+// A time series' columns before x are its keys (GROUP BY series, month: the series code is not a
+// measure): one line per key value and measure.
 function chartShape(columns) {
   const x = columns.find((c) => TIMELIKE.test(c.type)) || columns.find((c) => !NUMERIC.test(c.type));
-  const ys = columns.filter((c) => NUMERIC.test(c.type) && c !== x);
-  return { x, ys, time: !!x && TIMELIKE.test(x.type) };
+  const time = !!x && TIMELIKE.test(x.type);
+  const keys = time ? columns.slice(0, columns.indexOf(x)) : [];
+  const ys = columns.filter((c) => NUMERIC.test(c.type) && c !== x && !keys.includes(c));
+  return { x, ys, keys, time };
 }
 
 const PALETTE = ["#2364aa", "#e07a1f", "#1e7b34", "#b3261e", "#7b4ea3", "#3a9ea5", "#8c6d1f"];
@@ -158,7 +162,7 @@ function insightCard(info) {
 
 async function drawInsight(info) {
   const data = await getJson(`/v1/insights/${encodeURIComponent(info.name)}?format=json`);
-  const { x, ys, time } = chartShape(data.columns);
+  const { x, ys, keys, time } = chartShape(data.columns);
   const card = insightCard(info);
   const canvas = card.querySelector("canvas");
   if (!x || !ys.length) {
@@ -169,13 +173,33 @@ async function drawInsight(info) {
   let rows = data.rows.slice();
   if (time) rows.sort((a, b) => String(a[x.name]).localeCompare(String(b[x.name])));
   else rows = rows.sort((a, b) => (b[ys[0].name] ?? 0) - (a[ys[0].name] ?? 0)).slice(0, 30);
-  const labels = rows.map((r) => (r[x.name] == null ? "(none)" : String(r[x.name]).replace(/T00:00:00(\.0+)?Z?$/, "")));
-  const datasets = ys.map((c, i) => ({
-    label: c.name,
-    data: rows.map((r) => r[c.name]),
+  // Categories: label each bar with the text columns that tell rows apart (by_city: the city, not
+  // the state every row shares); all of them when none does.
+  let labelCols = [x];
+  if (!time) {
+    const text = data.columns.filter((c) => !NUMERIC.test(c.type));
+    const varying = text.filter((c) => new Set(rows.map((r) => r[c.name])).size > 1);
+    labelCols = varying.length ? varying : text;
+  }
+  const show = (v) => (v == null ? "(none)" : String(v).replace(/T00:00:00(\.0+)?Z?$/, ""));
+  let labels = rows.map((r) => labelCols.map((c) => show(r[c.name])).join(" · "));
+  // Time series: one x per distinct time, one line per (key value, measure), null where a key has no row.
+  const groups = new Map();
+  for (const r of rows) {
+    const k = keys.map((c) => `${c.name} ${show(r[c.name])}`).join(", ");
+    if (!groups.has(k)) groups.set(k, new Map());
+    groups.get(k).set(show(r[x.name]), r);
+  }
+  if (time) labels = [...new Set(labels)];
+  const series = time
+    ? [...groups].flatMap(([k, byX]) => ys.map((c) => ({ label: k ? `${k}: ${c.name}` : c.name,
+                                                          data: labels.map((l) => byX.get(l)?.[c.name] ?? null) })))
+    : ys.map((c) => ({ label: c.name, data: rows.map((r) => r[c.name]) }));
+  const datasets = series.map((d, i) => ({
+    ...d,
     borderColor: PALETTE[i % PALETTE.length],
     backgroundColor: PALETTE[i % PALETTE.length] + (time ? "" : "cc"),
-    pointRadius: rows.length > 60 ? 0 : 3,
+    pointRadius: labels.length > 60 ? 0 : 3,
     spanGaps: true,
   }));
   const existing = window.Chart.getChart(canvas);

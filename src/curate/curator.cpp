@@ -181,6 +181,8 @@ std::string deadletter_line(boost::json::value record, const std::string& reason
   }
   o["source"] = attribute(m, "source");
   o["endpoint"] = attribute(m, "endpoint");
+  // The extraction's params (compact JSON), so a replay can fill from_param fields (docs/schema.md).
+  if (const std::string params = attribute(m, "params"); !params.empty()) o["params"] = params;
   std::string line = boost::json::serialize(o);
   line += '\n';
   return line;

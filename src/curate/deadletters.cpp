@@ -309,6 +309,7 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
                     : "record";
       int64_t ingested = hour_start_us(f->hour);
       if (auto* t = o.if_contains("ingested_at_us"); t && t->is_int64()) ingested = t->as_int64();
+      validator.set_params(message_params(str(o, "params")));  // from_param fields (docs/schema.md)
 
       // The records this line stands for, as JSON texts.
       std::vector<std::string> records;

@@ -53,6 +53,7 @@ fs::path hive_sources() {
 const char* kColumns =
     "  `date` DATE,\n"
     "  `value` FLOAT64,\n"
+    "  `series` INT64,\n"
     "  `_extraction_id` STRING,\n"
     "  `_message_id` STRING,\n"
     "  `_ingested_at` TIMESTAMP,\n"

@@ -232,7 +232,7 @@ TEST(InsightsE2E, OpenApiValidatesAndEveryDocumentedPathAnswersAsDocumented) {
   for (const auto& [path, item] : doc.at("paths").as_object()) {
     for (const auto& [method, op] : item.as_object()) {
       std::string url(path);
-      for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{{"{id}", "no-such-id"}, {"{name}", "bcb_sgs_monthly"}})
+      for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{{"{id}", "no-such-id"}, {"{name}", "bcb_sgs_monthly"}, {"{dataset}", "bcb_sgs_series"}, {"{file}", "app.js"}})
         if (auto pos = url.find(from); pos != std::string::npos) url.replace(pos, from.size(), to);
       std::string m(method);
       for (auto& ch : m) ch = static_cast<char>(std::toupper(ch));

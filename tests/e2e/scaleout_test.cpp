@@ -6,6 +6,9 @@
 // is downloaded and counted with independent readers: every (extraction, page) archived exactly once
 // (python3-avro), every valid record curated exactly once (DuckDB read_parquet), dead letters exactly
 // the fixtures' planted bad records, every object readable after download.
+// Two smaller tests on the same engines: a curator killed between prepare and commit and restarted
+// under the same instance name (`--index`) completes its batch once; pages published twice (new
+// message ids, same dedup key) are archived once and curated once.
 //
 // Size: kExtractions = 200 (100 bcb_sgs × 1 page × 22 records, 100 openbrewerydb × 3 pages × 47
 // records: 400 pages, 6900 records) — many batches on every curator and the kill lands mid-run, while
@@ -16,10 +19,12 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <regex>
 #include <set>
 #include <sstream>
 
 #include "bus/object_ledger.h"
+#include "bus/pubsub_bus.h"
 #include "bus/pubsub_emulator.h"  // tests/bus/: the emulator harness shared with test_bus
 #include "duck/duck.h"
 #include "harness.h"
@@ -540,6 +545,143 @@ TEST(ScaleOut, ARestartedCuratorCompletesItsPreparedBatchOnce) {
   auto dups = con.query("SELECT count(*) FROM (SELECT * EXCLUDE (_ingested_at, _replayed_at), count(*) AS c FROM "
                         "read_parquet(" + files + ") GROUP BY ALL HAVING count(*) > 1)");
   EXPECT_EQ(dups.int64(0, 0), 0) << "rows curated twice";
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+// Sum of N over the consumer's log lines saying it acked N copies without writing them (a
+// redelivery or republished page already in the ledger, or a copy riding in the same batch).
+int64_t copies_acked(const fs::path& log) {
+  static const std::regex re(R"(acking (\d+) redelivered messages already in the ledger|(\d+) republished copies)");
+  const std::string text = slurp(log);
+  int64_t n = 0;
+  for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it)
+    n += std::stoll((*it)[1].matched ? (*it)[1].str() : (*it)[2].str());
+  return n;
+}
+
+// Pub/Sub cannot drop a page published twice (a serve process that died mid-extraction runs it
+// again): the same (extraction, page) under a new message id must be archived once and curated once.
+// The pages are captured from a tap subscription and published again, attributes (dedup_key
+// included) unchanged.
+TEST(ScaleOut, RepublishedPagesAreArchivedAndCuratedOnce) {
+  const std::string emulator = PubSubEmulator::host();
+  S3Server& s3 = S3Server::shared();
+  const auto dir = temp_dir("republish");
+  const std::string prefix = "republish-" + dir.filename().string();
+  const std::string binary = APILAKE_BINARY;
+  const std::string project = "republish-" + std::to_string(::getpid());
+  {
+    std::ofstream cfg(dir / "apilake.yaml");
+    cfg << "data_dir: s3://" << S3Server::kBucket << "/" << prefix << "\n"
+        << "s3: {endpoint: " << s3.endpoint() << ", region: us-east-1}\n"
+        << "bus: {kind: pubsub, topic: pages}\n"
+        << "pubsub: {project: " << project << ", endpoint: http://" << emulator << ", ordering: true}\n"
+        << "sources: " << kSources << "\n"
+        << "batch_max_age_ms: 300\n"
+        << "ack_deadline_s: 10\n"
+        << "log_level: info\n";
+  }
+  PubSubOptions po;
+  po.project = project;
+  po.endpoint = "http://" + emulator;
+  PubSubBus bus(po);
+  bus.create_topic("pages");
+  bus.create_subscription("tap", "pages");  // before anything is published: sees every page
+
+  const std::string config = (dir / "apilake.yaml").string();
+  auto role = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args = {binary, name, "--config", config, "--index", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<std::pair<std::string, std::string>> env = {
+        {"AWS_ACCESS_KEY_ID", "S3RVER"}, {"AWS_SECRET_ACCESS_KEY", "S3RVER"},
+        {"APILAKE_CACHE_DIR", (dir / ("cache-" + name)).string()}};
+    auto p = std::make_unique<ChildProcess>(args, env, dir / (name + ".log"));
+    p->start();
+    return p;
+  };
+  auto archiver = role("archive", {});
+  auto curator = role("curate", {});
+  const uint16_t port = free_port();
+  auto serve = role("serve", {"--port", std::to_string(port), "--demo"});
+  ASSERT_NO_THROW(serve->wait_healthy(port, std::chrono::seconds(60)));
+
+  json::object body{{"source", "openbrewerydb"}, {"endpoint", "breweries"},
+                    {"params", example_of(port, "openbrewerydb", "breweries")}};
+  auto r = http(port, "POST", "/v1/extractions", json::serialize(body));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id(json::parse(r.body).as_object()["id"].as_string());
+
+  // Capture the pages as published, then publish them again.
+  std::vector<Message> pages;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  json::object st;
+  while (std::chrono::steady_clock::now() < until) {
+    for (auto& m : bus.pull("tap", 100, std::chrono::seconds(60))) {
+      bus.ack("tap", {m.ack_id});
+      pages.push_back(std::move(m));
+    }
+    st = json::parse(http(port, "GET", "/v1/extractions/" + id).body).as_object();
+    if (st["status"].as_string() == "succeeded" && static_cast<int64_t>(pages.size()) >= st["pages"].as_int64()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(st["status"].as_string(), "succeeded") << json::serialize(st);
+  ASSERT_EQ(static_cast<int64_t>(pages.size()), st["pages"].as_int64());
+  ASSERT_GT(pages.size(), 1u);
+  std::vector<OutMessage> again;
+  for (const auto& m : pages) {
+    ASSERT_EQ(m.attributes.at("dedup_key"), id + ":" + m.attributes.at("page"));
+    again.push_back({m.data, m.attributes, ""});
+  }
+  const auto new_ids = bus.publish("pages", again);
+  for (std::size_t i = 0; i < pages.size(); ++i) EXPECT_NE(new_ids[i], pages[i].id);
+
+  // Both consumers settle every copy (acked without writing), and the extraction is fully curated.
+  const auto want = static_cast<int64_t>(pages.size());
+  until = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (std::chrono::steady_clock::now() < until) {
+    st = json::parse(http(port, "GET", "/v1/extractions/" + id).body).as_object();
+    if (copies_acked(archiver->log()) >= want && copies_acked(curator->log()) >= want &&
+        st["curated"].as_int64() + st["deadlettered"].as_int64() == st["records"].as_int64())
+      break;
+    ASSERT_TRUE(archiver->running() && curator->running());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(copies_acked(archiver->log()), want) << archiver->log_tail();
+  EXPECT_EQ(copies_acked(curator->log()), want) << curator->log_tail();
+  for (auto* p : {serve.get(), curator.get(), archiver.get()}) p->kill(SIGTERM);
+
+  auto lake_config = s3.config(prefix, dir / "staging-test");
+  S3Lake lake(lake_config);
+  const fs::path local = dir / "lake";
+  for (const auto& path : lake.list("")) {
+    fs::create_directories((local / path).parent_path());
+    std::ofstream(local / path, std::ios::binary) << *lake.get(path);
+  }
+  // Archive: one message per page, the original ids.
+  std::map<std::string, int> copies;
+  std::set<std::string> originals;
+  for (const auto& m : pages) originals.insert(m.id);
+  for (const auto& a : read_archive(local / "raw")) {
+    ++copies[a.page];
+    EXPECT_TRUE(originals.count(a.message_id)) << "a republished copy was archived: " << a.message_id;
+  }
+  EXPECT_EQ(static_cast<int64_t>(copies.size()), want);
+  for (const auto& [page, n] : copies) EXPECT_EQ(n, 1) << "page " << page << " archived " << n << " times";
+  // Curated: rows once.
+  duck::Database db;
+  duck::Connection con(db);
+  const std::string files = duck::quote_literal((local / "curated" / "**" / "*.parquet").string());
+  auto res = con.query("SELECT count(*), count(DISTINCT _message_id) FROM read_parquet(" + files + ")");
+  EXPECT_EQ(res.int64(0, 0), st["curated"].as_int64());
+  EXPECT_EQ(res.int64(1, 0), want) << "rows from more than one copy of a page";
+  auto from_copies = con.query("SELECT count(*) FROM read_parquet(" + files + ") WHERE _message_id NOT IN (" +
+                               [&] {
+                                 std::string list;
+                                 for (const auto& o : originals) list += (list.empty() ? "" : ",") + duck::quote_literal(o);
+                                 return list;
+                               }() + ")");
+  EXPECT_EQ(from_copies.int64(0, 0), 0) << "rows curated from a republished copy";
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
