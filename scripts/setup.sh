@@ -19,7 +19,7 @@ APT_PACKAGES=(
   # the dashboard's browser test (headless, driven by playwright-core from npm)
   chromium
   # bench/: the load driver and the seed's own stack as the API anchor (bench/anchors/)
-  wrk python3-fastapi python3-uvicorn python3-uvloop python3-httptools
+  wrk python3-fastapi python3-uvicorn python3-uvloop python3-httptools python3-yaml
 )
 # npm: the machine's Node.js (nodesource) ships npm itself; Debian's npm conflicts with it.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)

@@ -73,7 +73,7 @@ struct Pipeline::Impl {
   std::unique_ptr<Curator> curator;
   std::unique_ptr<DeadLetters> deadletters;  // /v1/deadletters (replays with the definitions loaded at start)
   std::unique_ptr<Metrics> metrics;
-  std::unique_ptr<InsightService> insights;        // models materialised after curated batches (local lake)
+  std::unique_ptr<InsightService> insights;        // models materialised after curated batches
   std::unique_ptr<PipelineObservers> observers;    // metrics + insight hooks around bus/ledger/handlers
   std::unique_ptr<Consumer> archive_consumer;
   std::unique_ptr<Consumer> curate_consumer;
@@ -231,9 +231,14 @@ Pipeline::Pipeline(Config config, Roles roles) : impl_(std::make_unique<Impl>())
   };
   m.metrics = std::make_unique<Metrics>();
   m.metrics->set_deployment(c.bus_kind, object_lake ? "object" : "local");
-  // Insights materialise from local Parquet; on an object lake they are not run (yet).
+  // Insights: on a local lake in place; on an object lake through this process's own cache
+  // directory. There the curate role refreshes them (it knows when data changed) and publishes them
+  // to the lake; serve reads the published files (docs/insights.md, "Scale-out"). An archiver needs none.
   if (!object_lake)
     m.insights = std::make_unique<InsightService>(m.lake->local_root(), m.sources, load_models(m.sources));
+  else if (roles.api || roles.curate)
+    m.insights = std::make_unique<InsightService>(*m.lake, (local / "insight" / instance).string(), m.sources,
+                                                  load_models(m.sources));
   m.observers = std::make_unique<PipelineObservers>(*m.bus, *m.ledger, m.sqlite.get(), *m.metrics, m.insights.get(),
                                                     *m.archiver, *m.curator);
   if (roles.archive)
@@ -314,14 +319,15 @@ void Pipeline::start(bool serve_http) {
   // Roll every prepared batch forward first.
   if (m.archive_consumer) m.archive_consumer->recover();
   if (m.curate_consumer) m.curate_consumer->recover();
-  if (m.sqlite) {
+  {
     // Whatever is left in staging now belongs to no batch (a crash mid-write) and is swept, so
     // staging never grows across crashes. A batch recover() could not finish yet (lake unreachable)
-    // keeps its staged files: sweeping them would turn a retry into an abandon. (Object lakes: each
-    // process has its own staging dir and its ledger's pending() says what to keep; not swept here.)
+    // keeps its staged files: sweeping them would turn a retry into an abandon. Object lakes: the
+    // staging dir is this instance's own (staging/<instance>, held by lock_instance()) and its
+    // ledger's pending() lists only this instance's batches, so only its own leftovers go.
     std::set<std::filesystem::path> keep;
     for (const char* consumer : {"archive", "curate"})
-      for (const auto& b : m.sqlite->pending(consumer))
+      for (const auto& b : m.ledger->pending(consumer))
         for (const auto& f : b.files) keep.insert(std::filesystem::path(f.staged).lexically_normal());
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(m.lake->staging_dir(), ec))
@@ -330,7 +336,8 @@ void Pipeline::start(bool serve_http) {
   if (m.archive_consumer) m.archive_consumer->start();
   if (m.curate_consumer) m.curate_consumer->start();
   if (m.extractions) m.extractions->start();
-  if (m.insights) m.insights->start();
+  // The refresher runs where batches are curated (a local lake: the one process does everything).
+  if (m.insights && (!m.lake->local_root().empty() || m.roles.curate)) m.insights->start();
   if (!serve_http || !m.server) return;
   m.server->start();
   spdlog::info("API on http://{}:{} — lake {}, bus {}", m.config.host, m.server->port(), m.config.data_dir,

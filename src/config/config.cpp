@@ -65,6 +65,8 @@ const std::vector<Key>& keys() {
       STR("consumer.instance", consumer_instance),
       NUM("consumer.index", consumer_index),
       NUM("query_timeout_ms", query_timeout_ms),
+      NUM("compact.interval", compact_interval_s),
+      NUM("compact.grace", compact_grace_s),
       STR("log_level", log_level),
       STR("bus.kind", bus_kind),
       STR("bus.topic", bus_topic),

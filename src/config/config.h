@@ -31,6 +31,10 @@ struct Config {
   std::string consumer_instance;
   int consumer_index = 0;                  // consumer.index (--index): tells processes on one host apart
   int query_timeout_ms = 10000;            // query_timeout_ms
+  // compaction of closed curated hours by the curate role (docs/lake.md): every compact.interval
+  // seconds (0 = off), hours that ended more than compact.grace seconds ago and hold > 1 file.
+  int compact_interval_s = 60;             // compact.interval
+  int compact_grace_s = 300;               // compact.grace
   std::string log_level = "info";          // log_level
   // bus
   std::string bus_kind = "sqlite";         // bus.kind: sqlite | pubsub

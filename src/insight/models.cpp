@@ -216,6 +216,33 @@ std::vector<InsightModel> load_models(const std::vector<Source>& sources) {
 InsightService::InsightService(std::string lake_root, const std::vector<Source>& sources,
                                std::vector<InsightModel> models)
     : root_(fs::absolute(fs::path(lake_root)).lexically_normal().string()), models_(std::move(models)) {
+  init(sources);
+}
+
+InsightService::InsightService(Lake& lake, const std::string& cache_dir, const std::vector<Source>& sources,
+                               std::vector<InsightModel> models)
+    : root_(fs::absolute(fs::path(lake.local_root().empty() ? cache_dir : lake.local_root())).lexically_normal().string()),
+      models_(std::move(models)) {
+  if (lake.local_root().empty()) {
+    if (cache_dir.empty()) throw InsightError("insights: an object-store lake needs a local cache directory");
+    lake_ = &lake;
+    // Leftovers of a previous run of this process (downloads or results cut short): the directory is
+    // this service's alone, so every file in its staging folder is garbage now.
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fs::path(root_) / "_staging", ec))
+      if (e.is_regular_file(ec)) fs::remove(e.path(), ec);
+    try {
+      // Throttled for GET /v1/datasets; a refresh always syncs (force) so it sees the batch that
+      // triggered it.
+      lake_cache_ = std::make_unique<LakeCache>(lake, root_);
+    } catch (const std::exception& e) {
+      throw InsightError(std::string("insights: cannot set up the cache ") + root_ + ": " + e.what());
+    }
+  }
+  init(sources);
+}
+
+void InsightService::init(const std::vector<Source>& sources) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
   if (root_ == "/" || root_.empty()) throw InsightError("insights: the lake root must not be /");
   for (const auto& s : sources)
@@ -284,20 +311,94 @@ std::string InsightService::input_version(const InsightModel& m) {
   return fmt::format("{:016x}", h);
 }
 
-std::optional<InsightState> InsightService::read_pointer(const std::string& name) {
+namespace {
+
+InsightState parse_pointer(const std::string& text) {
+  json::object o = json::parse(text).as_object();
+  InsightState s;
+  s.file = json::value_to<std::string>(o.at("file"));
+  s.rows = o.at("rows").to_number<int64_t>();
+  s.refreshed_us = o.at("refreshed_us").to_number<int64_t>();
+  s.data_through_us = o.at("data_through_us").to_number<int64_t>();
+  s.version = json::value_to<std::string>(o.at("version"));
+  if (auto* p = o.if_contains("previous"); p && p->is_string()) s.previous = json::value_to<std::string>(*p);
+  for (const auto& c : o.at("columns").as_array())
+    s.columns.push_back({json::value_to<std::string>(c.at("name")), json::value_to<std::string>(c.at("type"))});
+  // The pointer names a file in its own folder, nothing else (a damaged or hostile pointer must not
+  // make a reader open another path).
+  if (s.file.empty() || s.file.find('/') != std::string::npos || s.file.find("..") != std::string::npos ||
+      !s.file.ends_with(".parquet"))
+    throw std::runtime_error("bad file name '" + s.file + "'");
+  return s;
+}
+
+std::string lake_dir(const std::string& name) { return "insights/" + name + "/"; }
+
+std::string pointer_json(const InsightState& s) {
+  json::array cols;
+  for (const auto& c : s.columns) cols.push_back(json::object{{"name", c.name}, {"type", c.type}});
+  json::object ptr{{"file", s.file},
+                   {"rows", s.rows},
+                   {"refreshed_us", s.refreshed_us},
+                   {"refreshed_at", iso_utc(s.refreshed_us)},
+                   {"data_through_us", s.data_through_us},
+                   {"data_through", s.data_through_us ? json::value(iso_utc(s.data_through_us)) : json::value(nullptr)},
+                   {"version", s.version},
+                   {"previous", s.previous},
+                   {"columns", std::move(cols)}};
+  return json::serialize(ptr);
+}
+
+}  // namespace
+
+std::optional<InsightState> InsightService::read_lake_pointer(const std::string& name) {
+  std::optional<std::string> text;
+  try {
+    text = lake_->get(lake_dir(name) + "current.json");
+  } catch (const std::exception& e) {
+    throw InsightError(fmt::format("insight {}: cannot read its pointer from the lake: {}", name, e.what()));
+  }
+  if (!text) return std::nullopt;
+  try {
+    return parse_pointer(*text);
+  } catch (const std::exception& e) {
+    spdlog::warn("insight {}: unreadable current.json in the lake: {}", name, e.what());
+    return std::nullopt;
+  }
+}
+
+std::optional<InsightState> InsightService::read_pointer(const std::string& name, bool with_file) {
+  if (lake_) {
+    auto s = read_lake_pointer(name);
+    if (!s || !with_file) return s;
+    const fs::path local = fs::path(insights_dir()) / name / s->file;
+    std::error_code ec;
+    if (fs::exists(local, ec)) return s;
+    // Names are versions: a file downloaded once stays valid, so only a new name is fetched.
+    std::optional<std::string> bytes;
+    try {
+      bytes = lake_->get(lake_dir(name) + s->file);
+    } catch (const std::exception& e) {
+      throw InsightError(fmt::format("insight {}: cannot download {}: {}", name, s->file, e.what()));
+    }
+    if (!bytes) return std::nullopt;  // removed after being replaced twice: the pointer moved on
+    try {
+      fs::create_directories(local.parent_path());
+      atomic_write(fs::path(root_) / "_staging", local, *bytes);
+      // Older local copies are no longer named by the pointer (the caller holds duck_mu_: nothing
+      // is reading them).
+      for (const auto& e : fs::directory_iterator(local.parent_path(), ec))
+        if (e.path().extension() == ".parquet" && e.path().filename() != s->file) fs::remove(e.path(), ec);
+    } catch (const fs::filesystem_error& e) {
+      throw InsightError(fmt::format("insight {}: cannot cache {}: {}", name, s->file, e.what()));
+    }
+    return s;
+  }
   fs::path p = fs::path(insights_dir()) / name / "current.json";
   std::error_code ec;
   if (!fs::exists(p, ec)) return std::nullopt;
   try {
-    json::object o = json::parse(slurp(p)).as_object();
-    InsightState s;
-    s.file = json::value_to<std::string>(o.at("file"));
-    s.rows = o.at("rows").to_number<int64_t>();
-    s.refreshed_us = o.at("refreshed_us").to_number<int64_t>();
-    s.data_through_us = o.at("data_through_us").to_number<int64_t>();
-    s.version = json::value_to<std::string>(o.at("version"));
-    for (const auto& c : o.at("columns").as_array())
-      s.columns.push_back({json::value_to<std::string>(c.at("name")), json::value_to<std::string>(c.at("type"))});
+    InsightState s = parse_pointer(slurp(p));
     if (!fs::exists(fs::path(insights_dir()) / name / s.file, ec)) return std::nullopt;
     return s;
   } catch (const std::exception& e) {
@@ -307,16 +408,44 @@ std::optional<InsightState> InsightService::read_pointer(const std::string& name
   }
 }
 
+bool InsightService::publish_to_lake(const std::string& name, const fs::path& staged, InsightState s) {
+  const std::string object = lake_dir(name) + s.file;
+  try {
+    // The data first, the pointer second: a pointer never names an object that is not whole.
+    lake_->commit_staged(staged, object);
+    // Another process may have published meanwhile; never replace newer data with older.
+    auto latest = read_lake_pointer(name);
+    if (latest && latest->file != s.file && latest->data_through_us > s.data_through_us) {
+      spdlog::info("insight {}: a newer version ({}) was published meanwhile; keeping it", name, latest->file);
+      if (latest->previous != s.file) lake_->remove(object);
+      return false;
+    }
+    // The pointer replaced is the one read now (another process may have moved it since).
+    s.previous = latest && latest->file != s.file ? latest->file : "";
+    lake_->put(lake_dir(name) + "current.json", pointer_json(s));
+    // Only a file two pointers old goes: one a reader may have just read stays (see the header).
+    if (latest && !latest->previous.empty() && latest->previous != s.file && latest->previous != latest->file)
+      lake_->remove(lake_dir(name) + latest->previous);
+  } catch (const InsightError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw InsightError(fmt::format("insight {}: cannot publish to the lake: {}", name, e.what()));
+  }
+  return true;
+}
+
 bool InsightService::refresh(const std::string& name, bool force) {
   const InsightModel* m = model(name);
   if (!m) throw InsightError("no such insight: " + name);
   std::lock_guard lk(duck_mu_);
   try {
+    // Object lake: the inputs as the lake holds them now (after the batch that triggered this).
+    if (lake_cache_) lake_cache_->refresh(true);
     ensure_views();
     for (const auto& d : m->datasets)
       if (!created_views_.count(d)) return false;  // an input has no data yet: nothing to compute
     std::string version = input_version(*m);
-    auto current = read_pointer(name);
+    auto current = read_pointer(name, false);
     if (!force && current && current->version == version) return false;
 
     // The model must be one SELECT: a file under sources/ must not be able to run anything else.
@@ -339,7 +468,14 @@ bool InsightService::refresh(const std::string& name, bool force) {
     InsightState s;
     s.rows = copied.row_count() ? copied.int64(0, 0) : 0;
     fsync_file(staged);
-    fs::rename(staged, dir / file);
+    if (lake_) {
+      // A local copy to describe and serve; the staged file itself goes up to the lake below.
+      const fs::path copy = fs::path(root_) / "_staging" / ("insight-copy-" + file);
+      fs::copy_file(staged, copy, fs::copy_options::overwrite_existing);
+      fs::rename(copy, dir / file);
+    } else {
+      fs::rename(staged, dir / file);
+    }
 
     auto desc = con_->query("DESCRIBE SELECT * FROM read_parquet(" + duck::quote_literal((dir / file).string()) + ")");
     for (std::size_t r = 0; r < desc.row_count(); ++r)
@@ -355,18 +491,24 @@ bool InsightService::refresh(const std::string& name, bool force) {
     s.file = file;
     s.version = version;
     s.refreshed_us = now_us();
+    s.previous = current && current->file != file ? current->file : "";
 
-    json::array cols;
-    for (const auto& c : s.columns) cols.push_back(json::object{{"name", c.name}, {"type", c.type}});
-    json::object ptr{{"file", s.file},
-                     {"rows", s.rows},
-                     {"refreshed_us", s.refreshed_us},
-                     {"refreshed_at", iso_utc(s.refreshed_us)},
-                     {"data_through_us", s.data_through_us},
-                     {"data_through", s.data_through_us ? json::value(iso_utc(s.data_through_us)) : json::value(nullptr)},
-                     {"version", s.version},
-                     {"columns", std::move(cols)}};
-    atomic_write(fs::path(root_) / "_staging", dir / "current.json", json::serialize(ptr));
+    if (lake_) {
+      const bool published = publish_to_lake(name, staged, s);
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(dir, ec)) {
+        std::string fn = e.path().filename().string();
+        if (e.path().extension() == ".parquet" && fn != file) fs::remove(e.path(), ec);
+      }
+      if (!published) fs::remove(dir / file, ec);
+      {
+        std::lock_guard sl(state_mu_);
+        errors_.erase(name);
+      }
+      spdlog::debug("insight {}: {} rows -> {} (lake)", name, s.rows, file);
+      return published;
+    }
+    atomic_write(fs::path(root_) / "_staging", dir / "current.json", pointer_json(s));
 
     // Keep the new file and the one current.json named before: a reader that read the old pointer
     // an instant ago still finds its file. Everything older goes.
@@ -396,6 +538,11 @@ bool InsightService::refresh(const std::string& name, bool force) {
     std::lock_guard sl(state_mu_);
     errors_[name] = e.what();
     throw;
+  } catch (const std::exception& e) {   // the object lake (listing, downloads) or the local disk
+    std::string msg = fmt::format("insight {}: {}", name, e.what());
+    std::lock_guard sl(state_mu_);
+    errors_[name] = msg;
+    throw InsightError(msg);
   }
 }
 
@@ -405,10 +552,14 @@ std::vector<InsightInfo> InsightService::list() {
     InsightInfo info{&m, std::nullopt, ""};
     {
       std::lock_guard lk(duck_mu_);
-      info.state = read_pointer(m.name);
+      try {
+        info.state = read_pointer(m.name, false);
+      } catch (const InsightError& e) {
+        info.last_error = e.what();   // the lake is unreachable: listed with the reason
+      }
     }
     std::lock_guard sl(state_mu_);
-    if (auto it = errors_.find(m.name); it != errors_.end()) info.last_error = it->second;
+    if (auto it = errors_.find(m.name); it != errors_.end() && info.last_error.empty()) info.last_error = it->second;
     out.push_back(std::move(info));
   }
   return out;
@@ -481,8 +632,9 @@ std::vector<DatasetStats> InsightService::dataset_stats() {
   std::vector<DatasetStats> out;
   std::lock_guard lk(duck_mu_);
   try {
+    if (lake_cache_) lake_cache_->refresh();   // object lake: count the curated objects as they are
     ensure_views();
-  } catch (const duck::Error& e) {
+  } catch (const std::exception& e) {
     spdlog::warn("datasets: {}", e.what());
   }
   for (std::size_t i = 0; i < datasets_.size(); ++i) {

@@ -15,6 +15,15 @@
 // is kept for a whole refresh cycle). <version> is a hash of the SQL and the input files (path, size):
 // a refresh with unchanged inputs writes nothing.
 // data_through = max(_ingested_at) over the model's datasets (the time of the data it covers).
+//
+// Object-store lake (s3:// / gs://): the same models, through a local directory the service owns.
+// A refresh first mirrors the curated objects (insight/lake_cache.h), runs the SQL on the copies,
+// uploads insights/<name>/<name>-<version>.parquet (one PUT or a completed multipart upload: the
+// object name is the commit point) and only then PUTs insights/<name>/current.json. Readers (any
+// process) GET current.json and download the named file once into the local directory (names are
+// versions, so a cached copy never goes stale). Several processes refreshing at once is harmless:
+// equal inputs give the same version (nothing written twice), and a refresh never replaces a pointer
+// whose data_through is newer than its own; an object is removed only once it is two pointers old.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -32,6 +41,7 @@
 
 #include "definition/definition.h"
 #include "duck/duck.h"
+#include "insight/lake_cache.h"
 
 namespace apilake {
 
@@ -71,6 +81,7 @@ struct InsightState {
   int64_t refreshed_us = 0;      // when the file was written
   int64_t data_through_us = 0;   // max(_ingested_at) of the inputs; 0 = unknown
   std::string version;
+  std::string previous;          // the file the pointer named before this one ("" = none)
 };
 
 struct InsightInfo {
@@ -103,6 +114,12 @@ class InsightService {
   // lake_root: absolute local lake directory. Opens its own DuckDB database, locked down like
   // QueryService (reads only inside the lake). Throws InsightError when DuckDB cannot be set up.
   InsightService(std::string lake_root, const std::vector<Source>& sources, std::vector<InsightModel> models);
+  // Over any lake: a local lake (local_root() != "") as above; an object-store lake through
+  // cache_dir, a local directory the service owns (curated copies, downloaded insight files, DuckDB
+  // spill). The lake must outlive the service. Throws InsightError when DuckDB or the directory
+  // cannot be set up.
+  InsightService(Lake& lake, const std::string& cache_dir, const std::vector<Source>& sources,
+                 std::vector<InsightModel> models);
   ~InsightService();   // stops the refresher
 
   const std::vector<InsightModel>& models() const { return models_; }
@@ -127,15 +144,25 @@ class InsightService {
   void start();
   void stop();
 
+  // Local directory of the materialised files (object lakes: the downloaded copies).
   std::string insights_dir() const { return root_ + "/insights"; }
   // One entry per declared dataset (zeros when it has no data yet).
   std::vector<DatasetStats> dataset_stats();
 
  private:
+  void init(const std::vector<Source>& sources);
   void loop();
   void ensure_views();   // caller holds duck_mu_
   std::string input_version(const InsightModel& m);
-  std::optional<InsightState> read_pointer(const std::string& name);
+  // The current pointer; with_file: and its file is present locally (object lakes: downloaded).
+  // Caller holds duck_mu_. Object-lake read errors throw InsightError.
+  std::optional<InsightState> read_pointer(const std::string& name, bool with_file = true);
+  std::optional<InsightState> read_lake_pointer(const std::string& name);   // object lakes
+  // Object lakes: uploads the staged result, then the pointer; false when a newer one won.
+  bool publish_to_lake(const std::string& name, const std::filesystem::path& staged, InsightState s);
+
+  Lake* lake_ = nullptr;                 // object-store lakes only
+  std::unique_ptr<LakeCache> lake_cache_;   // object-store lakes: the curated objects, local
 
   std::string root_;
   std::vector<InsightModel> models_;

@@ -181,7 +181,7 @@ TEST(InsightsE2E, FreshAfterExtractionServedInThreeFormatsWithConditionalGets) {
     EXPECT_EQ(d.at("bytes").to_number<int64_t>(), bytes);
     EXPECT_GE(d.at("hours").as_array().size(), 1u);
     EXPECT_TRUE(d.at("last_update").is_string());
-    EXPECT_EQ(d.at("schema").at("fields").as_array().size(), 2u);
+    EXPECT_EQ(d.at("schema").at("fields").as_array().size(), 3u);  // date, value, series (from_param)
     EXPECT_EQ(d.at("deadletters").to_number<int64_t>(), ex.at("deadlettered").to_number<int64_t>());
   }
   EXPECT_TRUE(found);
