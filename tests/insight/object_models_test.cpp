@@ -226,6 +226,26 @@ TEST_F(ObjectInsights, ARefreshSeesWhatAnotherCuratorCommittedAndPublished) {
   EXPECT_EQ(json::value_to<std::string>(pointer().at("file")), newest);
 }
 
+// The guard against a slow curator rolling an insight back: a result whose data_through is older
+// than the published one's never replaces the pointer, and its upload is removed again. (Staged
+// here by removing the newer input before the second refresh, so the older result is deterministic.)
+TEST_F(ObjectInsights, AnOlderResultNeverReplacesANewerPointer) {
+  InsightService newer(*lake_, (base_ / "newer").string(), {demo_source()}, {stats_model()});
+  InsightService older(*lake_, (base_ / "older").string(), {demo_source()}, {stats_model()});
+  commit_series("a", 1, 10, "2024-02-01 10:00:00");
+  commit_series("b", 11, 20, "2024-02-01 11:00:00");
+  ASSERT_TRUE(newer.refresh("demo_stats"));
+  const std::string published = json::value_to<std::string>(pointer().at("file"));
+  lake_->remove("curated/demo/series/2024/01/01/00/b.parquet");
+  EXPECT_FALSE(older.refresh("demo_stats"));
+  EXPECT_EQ(json::value_to<std::string>(pointer().at("file")), published);
+  EXPECT_EQ(objects(), (std::vector<std::string>{"insights/demo_stats/current.json", "insights/demo_stats/" + published}));
+  auto js = older.render("demo_stats", "json");   // and it serves the published version
+  ASSERT_TRUE(js.has_value());
+  EXPECT_EQ(js->state.file, published);
+  EXPECT_EQ(json::parse(js->body).as_object().at("rows").as_array().at(0).as_object().at("n").to_number<int64_t>(), 20);
+}
+
 TEST_F(ObjectInsights, LakeErrorsAreReportedNotThrownFromTheList) {
   S3Config bad = server_->config(tag_, base_ / "staging-bad");
   bad.endpoint = "http://127.0.0.1:1";   // nothing listens there
