@@ -3,6 +3,11 @@
 measured side by side in the same run on the same cores (issue 7, item 3).
 
   /usr/bin/python3 bench/api_bench.py [--apilake build/apilake] [--duration 5] [--runs 3] [--full-posts 3000]
+                                      [--before OTHER_APILAKE]
+
+--before: a second apilake binary (e.g. the last commit's) measured in the same run, scenario by
+scenario right after --apilake, against the same anchor figure: a before/after that the machine's
+load cannot fake. Its rows are marked "[before]" in the table; ROW lines are --apilake's only.
 
 Scenarios (wrk -t2, as shared/notes/performance.md measured the anchor):
   accept   POST /v1/extractions, validated, recorded durably, 202 (-c 64). apilake: `apilake serve` with
@@ -216,9 +221,11 @@ def main():
     ap.add_argument("--http-threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--fetch-workers", type=int, default=32)
     ap.add_argument("--scenarios", default="accept,get,full")
+    ap.add_argument("--before", help="another apilake binary, measured in the same run for a before/after")
     args = ap.parse_args()
-    if not os.access(args.apilake, os.X_OK):
-        sys.exit(f"api_bench: no apilake binary at {args.apilake} (--apilake or APILAKE_BIN)")
+    for b in [args.apilake] + ([args.before] if args.before else []):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"api_bench: no apilake binary at {b} (--apilake, APILAKE_BIN or --before)")
     if not shutil.which("wrk"):
         sys.exit("api_bench: wrk is not installed (scripts/setup.sh)")
     scenarios = args.scenarios.split(",")
@@ -244,12 +251,12 @@ def main():
         with open(os.path.join(sources, "benchpage", "source.yaml"), "w") as f:
             f.write(SOURCE_YAML.format(base=base))
 
-        def start_ours(name, workers):
+        def start_ours(name, workers, binary=None):
             port = free_port()
-            data = os.path.join(tmp, f"ours-{name}")
+            data = os.path.join(tmp, f"ours-{name}" + ("-before" if binary else ""))
             env = {"APILAKE_HTTP_THREADS": str(args.http_threads), "APILAKE_FETCH_WORKERS": str(workers),
                    "APILAKE_LOG_LEVEL": "warn"}
-            p = procs.start([args.apilake, "serve", "--data-dir", data, "--sources", sources, "--port", str(port)],
+            p = procs.start([binary or args.apilake, "serve", "--data-dir", data, "--sources", sources, "--port", str(port)],
                             env=env, log=open(os.path.join(tmp, f"ours-{name}.log"), "w"))
             wait_http(f"http://127.0.0.1:{port}/healthz", p)
             return p, port, data
@@ -277,28 +284,40 @@ def main():
         if "accept" in scenarios or "get" in scenarios:
             ours, oport, _ = start_ours("accept", 0)
             anchor, aport = start_anchor("accept", "accept")
+            servers = [("ours", ours, oport)]
+            if args.before:
+                before, bport, _ = start_ours("accept", 0, args.before)
+                servers.append(("before", before, bport))
+            post = os.path.join(wrk_dir, "post.lua")
             if "accept" in scenarios:
-                o = bench_wrk(ours.pid, oport, "/v1/extractions", os.path.join(wrk_dir, "post.lua"), 64)
-                a = bench_wrk(anchor.pid, aport, "/v1/extractions", os.path.join(wrk_dir, "post.lua"), 64)
-                rows.append(("accept POST /v1/extractions (c=64)", o, a, "req/s"))
+                got = {name: bench_wrk(p.pid, port, "/v1/extractions", post, 64) for name, p, port in servers}
+                a = bench_wrk(anchor.pid, aport, "/v1/extractions", post, 64)
+                rows.append(("accept POST /v1/extractions (c=64)", got["ours"], a, "req/s"))
+                if args.before:
+                    rows.append(("accept POST /v1/extractions (c=64) [before]", got["before"], a, "req/s"))
             if "get" in scenarios:
-                got = []
-                for name, port in (("ours", oport), ("anchor", aport)):
+                got = {}
+                for name, p, port in servers + [("anchor", anchor, aport)]:
                     ids = os.path.join(tmp, f"ids-{name}.txt")
                     with open(ids, "w") as f:
                         f.write("\n".join(post_ids(port, 256)) + "\n")
-                    pid = ours.pid if name == "ours" else anchor.pid
-                    got.append(bench_wrk(pid, port, "/", os.path.join(wrk_dir, "get.lua"), 64, {"IDS_FILE": ids}))
-                rows.append(("GET /v1/extractions/{id} (c=64)", got[0], got[1], "req/s"))
-            procs.stop(ours)
+                    got[name] = bench_wrk(p.pid, port, "/", os.path.join(wrk_dir, "get.lua"), 64, {"IDS_FILE": ids})
+                rows.append(("GET /v1/extractions/{id} (c=64)", got["ours"], got["anchor"], "req/s"))
+                if args.before:
+                    rows.append(("GET /v1/extractions/{id} (c=64) [before]", got["before"], got["anchor"], "req/s"))
+            for _, p, _ in servers:
+                procs.stop(p)
             procs.stop(anchor)
 
         if "full" in scenarios:
             anchor, aport = start_anchor("full", "full")
             a = bench_wrk(anchor.pid, aport, "/v1/extractions", os.path.join(wrk_dir, "post.lua"), 16)
             procs.stop(anchor)
-            rows.append(("full flow: fetch 21 KB + publish, extractions/s", full_ours(args, start_ours, procs,
-                                                                                      wrk_dir), a, "extr/s"))
+            name = "full flow: fetch 21 KB + publish, extractions/s"
+            rows.append((name, full_ours(args, start_ours, procs, wrk_dir), a, "extr/s"))
+            if args.before:
+                rows.append((name + " [before]", full_ours(args, start_ours, procs, wrk_dir, args.before), a,
+                             "extr/s"))
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -307,10 +326,10 @@ def main():
     return 0
 
 
-def full_ours(args, start_ours, procs, wrk_dir):
+def full_ours(args, start_ours, procs, wrk_dir, binary=None):
     """A batch of POSTs; apilake's fetch workers fetch and publish each; timed from the first accepted
     extraction to the last finished one (read from its extraction store)."""
-    ours, oport, data = start_ours("full", args.fetch_workers)
+    ours, oport, data = start_ours("full", args.fetch_workers, binary)
     # Warm-up: a few extractions through the whole path (connections, statements, caches).
     post_ids(oport, 20)
     db = os.path.join(data, "_state", "extractions.db")
@@ -360,6 +379,8 @@ def print_table(rows):
         if o["errors"] or a["errors"]:
             print(f"note: {name}: non-2xx/socket errors ours {o['errors']}, anchor {a['errors']}")
     for name, o, a, unit in rows:
+        if name.endswith("[before]"):
+            continue
         print("ROW\t" + "\t".join([name, f"{o['rps']:.1f}", f"{a['rps']:.1f}", unit, f"{o['rps'] / a['rps']:.2f}",
                                    f"{o['p50']:.3f}", f"{o['p99']:.3f}", f"{a['p50']:.3f}", f"{a['p99']:.3f}",
                                    f"{o['cpu_us']:.2f}", f"{a['cpu_us']:.2f}"]))

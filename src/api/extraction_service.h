@@ -65,7 +65,7 @@ class ExtractionService {
 
  private:
   void worker();
-  void run_one(const std::string& id);
+  void run_one(const std::string& id, Fetcher& fetcher);  // fetcher: the worker's own (keeps its connections)
   // Group publish: pages of concurrent workers go to the bus in one publish() call (one transaction
   // and one fsync on the embedded bus); each caller returns once its own page is published, and
   // throws what publish() threw.

@@ -103,7 +103,7 @@ ExtractionStore::ExtractionStore(const std::filesystem::path& db_file) {
   auto prepare = [&](const std::string& sql, sqlite3_stmt** out) {
     if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, out, nullptr) != SQLITE_OK) {
       std::string msg = sqlite3_errmsg(db_);
-      sqlite3_finalize(insert_stmt_);
+      for (auto* st : {insert_stmt_, get_stmt_, running_stmt_, page_stmt_, finish_stmt_}) sqlite3_finalize(st);
       sqlite3_close(db_);
       throw std::runtime_error("extraction store: " + msg);
     }
@@ -111,6 +111,10 @@ ExtractionStore::ExtractionStore(const std::filesystem::path& db_file) {
   prepare("INSERT INTO extractions (id, source, endpoint, params, status, created_us) VALUES (?,?,?,?,?,?)",
           &insert_stmt_);
   prepare(std::string("SELECT ") + kColumns + " FROM extractions WHERE id = ?", &get_stmt_);
+  prepare("UPDATE extractions SET status = 'running' WHERE id = ?", &running_stmt_);
+  prepare("UPDATE extractions SET pages = pages + 1, records = records + ?, bytes = bytes + ? WHERE id = ?",
+          &page_stmt_);
+  prepare("UPDATE extractions SET status = ?, error = ?, finished_us = ? WHERE id = ?", &finish_stmt_);
   writer_ = std::thread([this] { writer(); });
 }
 
@@ -121,8 +125,7 @@ ExtractionStore::~ExtractionStore() {
   }
   commit_cv_.notify_all();
   writer_.join();  // answers every queued insert first
-  sqlite3_finalize(insert_stmt_);
-  sqlite3_finalize(get_stmt_);
+  for (auto* st : {insert_stmt_, get_stmt_, running_stmt_, page_stmt_, finish_stmt_}) sqlite3_finalize(st);
   sqlite3_close(db_);
 }
 
@@ -135,23 +138,30 @@ void ExtractionStore::exec(const std::string& sql) {
   }
 }
 
-void ExtractionStore::insert(const Extraction& e) {
-  std::promise<std::string> result;
-  auto future = result.get_future();
-  insert_async(e, [&result](const std::string& error) { result.set_value(error); });
-  if (auto error = future.get(); !error.empty()) throw std::runtime_error(error);
-}
-
-void ExtractionStore::insert_async(Extraction e, InsertDone done) {
+void ExtractionStore::enqueue(PendingWrite w) {
   {
     std::lock_guard lock(commit_mu_);
-    pending_.push_back(PendingInsert{std::move(e), std::move(done), {}});
+    pending_.push_back(std::move(w));
   }
   commit_cv_.notify_one();
 }
 
+void ExtractionStore::write_and_wait(PendingWrite w) {
+  std::promise<std::string> result;
+  auto future = result.get_future();
+  w.done = [&result](const std::string& error) { result.set_value(error); };
+  enqueue(std::move(w));
+  if (auto error = future.get(); !error.empty()) throw std::runtime_error(error);
+}
+
+void ExtractionStore::insert(const Extraction& e) { write_and_wait(PendingWrite{PendingWrite::Kind::Insert, e, {}, {}}); }
+
+void ExtractionStore::insert_async(Extraction e, InsertDone done) {
+  enqueue(PendingWrite{PendingWrite::Kind::Insert, std::move(e), std::move(done), {}});
+}
+
 void ExtractionStore::writer() {
-  std::vector<PendingInsert> batch;
+  std::vector<PendingWrite> batch;
   for (;;) {
     {
       std::unique_lock lock(commit_mu_);
@@ -171,9 +181,9 @@ void ExtractionStore::writer() {
   }
 }
 
-// Never throws: each row's outcome lands in its PendingInsert. A row that fails alone (a duplicate
-// id) fails only itself; a failed transaction fails every row of the batch.
-void ExtractionStore::commit_batch(std::vector<PendingInsert>& batch) {
+// Never throws: each write's outcome lands in its PendingWrite. A write that fails alone (a
+// duplicate id) fails only itself; a failed transaction fails every write of the batch.
+void ExtractionStore::commit_batch(std::vector<PendingWrite>& batch) {
   std::lock_guard lock(mu_);
   auto error = [&] { return std::string("extraction store: ") + sqlite3_errmsg(db_); };
   auto fail_all = [&](const std::string& msg) {
@@ -183,13 +193,38 @@ void ExtractionStore::commit_batch(std::vector<PendingInsert>& batch) {
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return fail_all(error());
   for (auto& p : batch) {
     const Extraction& e = p.row;
-    sqlite3_stmt* s = insert_stmt_;
-    sqlite3_bind_text(s, 1, e.id.data(), static_cast<int>(e.id.size()), SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, e.source.data(), static_cast<int>(e.source.size()), SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, e.endpoint.data(), static_cast<int>(e.endpoint.size()), SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, e.params_json.data(), static_cast<int>(e.params_json.size()), SQLITE_STATIC);
-    sqlite3_bind_text(s, 5, e.status.data(), static_cast<int>(e.status.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(s, 6, e.created_us ? e.created_us : now_us());
+    auto text = [](sqlite3_stmt* st, int i, const std::string& v) {
+      sqlite3_bind_text(st, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    };
+    sqlite3_stmt* s = nullptr;
+    switch (p.kind) {
+      case PendingWrite::Kind::Insert:
+        s = insert_stmt_;
+        text(s, 1, e.id);
+        text(s, 2, e.source);
+        text(s, 3, e.endpoint);
+        text(s, 4, e.params_json);
+        text(s, 5, e.status);
+        sqlite3_bind_int64(s, 6, e.created_us ? e.created_us : now_us());
+        break;
+      case PendingWrite::Kind::Running:
+        s = running_stmt_;
+        text(s, 1, e.id);
+        break;
+      case PendingWrite::Kind::Page:
+        s = page_stmt_;
+        sqlite3_bind_int64(s, 1, e.records);
+        sqlite3_bind_int64(s, 2, e.bytes);
+        text(s, 3, e.id);
+        break;
+      case PendingWrite::Kind::Finish:
+        s = finish_stmt_;
+        text(s, 1, e.status);
+        text(s, 2, e.error);
+        sqlite3_bind_int64(s, 3, e.finished_us);
+        text(s, 4, e.id);
+        break;
+    }
     const int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE) p.error = error();
     sqlite3_reset(s);
@@ -221,14 +256,17 @@ std::optional<Extraction> ExtractionStore::get(const std::string& id) {
 }
 
 void ExtractionStore::set_running(const std::string& id) {
-  std::lock_guard lock(mu_);
-  Stmt(db_, "UPDATE extractions SET status = 'running' WHERE id = ?").bind(1, id).step();
+  PendingWrite w{PendingWrite::Kind::Running, {}, {}, {}};
+  w.row.id = id;
+  write_and_wait(std::move(w));
 }
 
 void ExtractionStore::add_page(const std::string& id, int64_t records, int64_t bytes) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "UPDATE extractions SET pages = pages + 1, records = records + ?, bytes = bytes + ? WHERE id = ?");
-  s.bind(1, records).bind(2, bytes).bind(3, id).step();
+  PendingWrite w{PendingWrite::Kind::Page, {}, {}, {}};
+  w.row.id = id;
+  w.row.records = records;
+  w.row.bytes = bytes;
+  write_and_wait(std::move(w));
 }
 
 void ExtractionStore::reset_progress(const std::string& id) {
@@ -239,9 +277,12 @@ void ExtractionStore::reset_progress(const std::string& id) {
 }
 
 void ExtractionStore::finish(const std::string& id, bool ok, const std::string& error) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "UPDATE extractions SET status = ?, error = ?, finished_us = ? WHERE id = ?");
-  s.bind(1, std::string(ok ? "succeeded" : "failed")).bind(2, error).bind(3, now_us()).bind(4, id).step();
+  PendingWrite w{PendingWrite::Kind::Finish, {}, {}, {}};
+  w.row.id = id;
+  w.row.status = ok ? "succeeded" : "failed";
+  w.row.error = error;
+  w.row.finished_us = now_us();
+  write_and_wait(std::move(w));
 }
 
 std::optional<std::string> ExtractionStore::incremental_state(const std::string& source, const std::string& endpoint,

@@ -47,6 +47,9 @@ class ExtractionStore {
   using InsertDone = std::function<void(const std::string& error)>;
   void insert_async(Extraction e, InsertDone done);
   std::optional<Extraction> get(const std::string& id);
+  // set_running, add_page and finish are durable (committed) when they return, like insert, and go
+  // through the same group-commit writer: concurrent fetch workers' updates (and accepted inserts)
+  // share one transaction instead of one commit each. They throw std::runtime_error on failure.
   void set_running(const std::string& id);
   void add_page(const std::string& id, int64_t records, int64_t bytes);
   // Resets progress counters (an interrupted extraction runs again from page 1; the bus drops the
@@ -67,22 +70,31 @@ class ExtractionStore {
 
  private:
   void exec(const std::string& sql);
-  struct PendingInsert {
+  // One write queued for the group-commit writer: an insert of `row`, or an update of row.id
+  // (Page: += row.records/bytes; Finish: row.status, row.error, row.finished_us).
+  struct PendingWrite {
+    enum class Kind { Insert, Running, Page, Finish };
+    Kind kind = Kind::Insert;
     Extraction row;
     InsertDone done;
     std::string error;  // empty: committed
   };
+  void enqueue(PendingWrite w);
+  void write_and_wait(PendingWrite w);  // enqueue, wait for the commit, throw its error
   void writer();
-  void commit_batch(std::vector<PendingInsert>& batch);
+  void commit_batch(std::vector<PendingWrite>& batch);
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   // Hot-path statements, prepared once; used only under mu_.
   sqlite3_stmt* insert_stmt_ = nullptr;
   sqlite3_stmt* get_stmt_ = nullptr;
+  sqlite3_stmt* running_stmt_ = nullptr;  // the writer's updates (writer thread only, under mu_)
+  sqlite3_stmt* page_stmt_ = nullptr;
+  sqlite3_stmt* finish_stmt_ = nullptr;
   // Group commit: rows queued by insert_async, written by one writer thread.
   std::mutex commit_mu_;
   std::condition_variable commit_cv_;
-  std::vector<PendingInsert> pending_;
+  std::vector<PendingWrite> pending_;
   bool closing_ = false;
   std::thread writer_;
 };

@@ -1,5 +1,6 @@
 // `apilake compact DATASET --hour YYYY-MM-DDTHH`: merges one curated hour's files atomically
-// (curate/compact.h, docs/lake.md). Refuses inputs of batches the ledger has not committed yet.
+// (curate/compact.h, docs/lake.md), on a local or object lake. Refuses inputs of batches the local
+// ledger has not committed yet.
 #include <iostream>
 #include <set>
 
@@ -11,6 +12,7 @@
 #include "definition/definition.h"
 #include "duck/duck.h"
 #include "lake/lake.h"
+#include "lake/open_lake.h"
 
 namespace apilake {
 
@@ -36,8 +38,20 @@ void register_compact(CLI::App& app, Config& config, Commands& out) {
                      std::cerr << "unknown dataset '" << *dataset << "'\n";
                      return 1;
                    }
-                   const auto root = std::filesystem::absolute(config.data_dir).lexically_normal();
-                   LocalLake lake(root);
+                   // Local directory or s3:// / gs:// (lake/open_lake.h).
+                   const bool object_lake = is_object_store_uri(config.data_dir);
+                   const auto root = object_lake ? std::filesystem::path()
+                                                 : std::filesystem::absolute(config.data_dir).lexically_normal();
+                   std::unique_ptr<Lake> lake_ptr;
+                   try {
+                     LakeOptions lo;
+                     lo.endpoint = config.s3_endpoint;
+                     lake_ptr = open_lake(object_lake ? config.data_dir : root.string(), lo);
+                   } catch (const std::exception& e) {
+                     std::cerr << "compact failed: " << e.what() << "\n";
+                     return 1;
+                   }
+                   Lake& lake = *lake_ptr;
                    duck::Options o;
                    o.threads = 1;
                    o.memory_limit = "512MB";
@@ -46,8 +60,10 @@ void register_compact(CLI::App& app, Config& config, Commands& out) {
                    // Files of batches the ledger has prepared but not committed must stay where
                    // recovery expects them (see curate/compact.h).
                    std::set<std::string> pending;
+                   // (Object lake: the ledger's batches belong to the curate processes; their
+                   // batches commit within seconds — compact closed hours, docs/lake.md.)
                    const auto bus_db = root / "_state" / "bus.db";
-                   if (std::filesystem::exists(bus_db)) {
+                   if (!object_lake && std::filesystem::exists(bus_db)) {
                      SqliteBus bus(bus_db);
                      for (const auto& b : bus.pending("curate"))
                        for (const auto& f : b.files) pending.insert(f.final);

@@ -1,6 +1,7 @@
 // `apilake deadletters list | show DATASET | replay DATASET [--from --to]` — offline tools over a
 // data dir (docs/lake.md).
 // They load the definitions from --sources at start, so a fixed definition is what replay uses.
+// --data-dir may be an object store (s3://bucket/prefix; endpoint from the config's s3.endpoint, else AWS_ENDPOINT_URL).
 #include <iostream>
 
 #include <fmt/format.h>
@@ -10,14 +11,25 @@
 #include "definition/definition.h"
 #include "duck/duck.h"
 #include "lake/lake.h"
+#include "lake/open_lake.h"
 
 namespace apilake {
 
 namespace {
 
-std::filesystem::path data_root(const Config& c) { return std::filesystem::absolute(c.data_dir).lexically_normal(); }
+// --data-dir is a directory or an object store (s3://, gs://): the dead letters, their replay marks and
+// the replayed files all go through the Lake seam, so both work alike; the Parquet writer stages on
+// local disk (the lake's staging dir) and the lake commits the file.
+std::unique_ptr<Lake> open_data_lake(const Config& c) {
+  if (is_object_store_uri(c.data_dir)) {
+    LakeOptions o;
+    o.endpoint = c.s3_endpoint;
+    return open_lake(c.data_dir, o);
+  }
+  return std::make_unique<LocalLake>(std::filesystem::absolute(c.data_dir).lexically_normal());
+}
 
-duck::Options small_db(LocalLake& lake) {
+duck::Options small_db(Lake& lake) {
   duck::Options o;
   o.threads = 1;
   o.memory_limit = "512MB";
@@ -39,9 +51,9 @@ void register_deadletters(CLI::App& app, Config& config, Commands& out) {
   common(list);
   out.push_back({list, [&config] {
                    auto sources = load_sources(config.sources_dir);
-                   LocalLake lake(data_root(config));
-                   duck::Database db(small_db(lake));
-                   DeadLetters dl(sources, lake, db);
+                   auto lake = open_data_lake(config);
+                   duck::Database db(small_db(*lake));
+                   DeadLetters dl(sources, *lake, db);
                    std::cout << "dataset\thour\treason\tcount\treplayed\tpending\n";
                    for (const auto& c : dl.counts())
                      std::cout << fmt::format("{}\t{}\t{}\t{}\t{}\t{}\n", c.dataset, c.hour, c.reason, c.count,
@@ -59,9 +71,9 @@ void register_deadletters(CLI::App& app, Config& config, Commands& out) {
   show->add_option("--limit", *limit, "at most this many lines")->capture_default_str()->check(CLI::Range(1, 100000));
   out.push_back({show, [&config, dataset, reason, limit] {
                    auto sources = load_sources(config.sources_dir);
-                   LocalLake lake(data_root(config));
-                   duck::Database db(small_db(lake));
-                   DeadLetters dl(sources, lake, db);
+                   auto lake = open_data_lake(config);
+                   duck::Database db(small_db(*lake));
+                   DeadLetters dl(sources, *lake, db);
                    try {
                      for (const auto& line : dl.samples(*dataset, *reason, *limit)) std::cout << line << "\n";
                    } catch (const UnknownDataset& e) {
@@ -86,9 +98,9 @@ void register_deadletters(CLI::App& app, Config& config, Commands& out) {
                      }
                    }
                    auto sources = load_sources(config.sources_dir);
-                   LocalLake lake(data_root(config));
-                   duck::Database db(small_db(lake));
-                   DeadLetters dl(sources, lake, db);
+                   auto lake = open_data_lake(config);
+                   duck::Database db(small_db(*lake));
+                   DeadLetters dl(sources, *lake, db);
                    try {
                      const ReplayResult r = dl.replay(*dataset, *from, *to);
                      std::cout << fmt::format("replayed {} dead letter(s) into {} row(s); {} still failing\n",

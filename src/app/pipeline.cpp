@@ -32,6 +32,7 @@
 #include "bus/pubsub_bus.h"
 #include "bus/push.h"
 #include "bus/sqlite_bus.h"
+#include "curate/compact.h"
 #include "curate/curator.h"
 #include "curate/deadletters.h"
 #include "definition/definition.h"
@@ -77,6 +78,7 @@ struct Pipeline::Impl {
   std::unique_ptr<PipelineObservers> observers;    // metrics + insight hooks around bus/ledger/handlers
   std::unique_ptr<Consumer> archive_consumer;
   std::unique_ptr<Consumer> curate_consumer;
+  std::unique_ptr<AutoCompactor> compactor;        // curate role: merges closed hours (compact.interval)
   std::unique_ptr<PushReceiver> push;
   std::unique_ptr<ExtractionService> extractions;
   std::unique_ptr<QueryService> query;
@@ -247,6 +249,31 @@ Pipeline::Pipeline(Config config, Roles roles) : impl_(std::make_unique<Impl>())
   if (roles.curate)
     m.curate_consumer = std::make_unique<Consumer>(*m.bus, m.observers->curate_ledger, m.observers->curate_handler,
                                                    commit_file, consumer_options("curate"));
+  // Compaction of closed hours (docs/lake.md). On an object lake only the curate process with
+  // consumer.index 0 runs it: two compactors racing on one hour could each upload a merge.
+  if (roles.curate && c.compact_interval_s != 0 && (!object_lake || c.consumer_index == 0)) {
+    AutoCompactOptions co;
+    co.interval = std::chrono::seconds(c.compact_interval_s);
+    co.grace = std::chrono::seconds(c.compact_grace_s);
+    co.pending_files = [ledger = m.ledger] {
+      std::set<std::string> files;
+      for (const auto& b : ledger->pending("curate"))
+        for (const auto& f : b.files) files.insert(f.final);
+      return files;
+    };
+    m.compactor = std::make_unique<AutoCompactor>(*m.lake, *m.curate_db, m.sources, std::move(co));
+    m.metrics->add_collector([a = m.compactor.get()](std::string& out) {
+      out += "# HELP apilake_compactions_total Curated hours compacted by the background task.\n"
+             "# TYPE apilake_compactions_total counter\n";
+      out += "apilake_compactions_total " + std::to_string(a->compactions()) + "\n";
+      out += "# HELP apilake_compaction_files_merged_total Files merged away by the background task.\n"
+             "# TYPE apilake_compaction_files_merged_total counter\n";
+      out += "apilake_compaction_files_merged_total " + std::to_string(a->files_merged()) + "\n";
+      out += "# HELP apilake_compaction_failures_total Hours the background task skipped for a pass (retried).\n"
+             "# TYPE apilake_compaction_failures_total counter\n";
+      out += "apilake_compaction_failures_total " + std::to_string(a->failures()) + "\n";
+    });
+  }
   if (!roles.api) return;
 
   // --- API + fetch workers -------------------------------------------------------------------------
@@ -335,6 +362,7 @@ void Pipeline::start(bool serve_http) {
   }
   if (m.archive_consumer) m.archive_consumer->start();
   if (m.curate_consumer) m.curate_consumer->start();
+  if (m.compactor) m.compactor->start();
   if (m.extractions) m.extractions->start();
   // The refresher runs where batches are curated (a local lake: the one process does everything).
   if (m.insights && (!m.lake->local_root().empty() || m.roles.curate)) m.insights->start();
@@ -350,6 +378,7 @@ void Pipeline::stop() {
   auto& m = *impl_;
   if (m.server) m.server->stop();
   if (m.extractions) m.extractions->stop();
+  if (m.compactor) m.compactor->stop();
   if (m.curate_consumer) m.curate_consumer->stop();
   if (m.archive_consumer) m.archive_consumer->stop();
   if (m.insights) m.insights->stop();

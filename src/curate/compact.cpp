@@ -369,7 +369,12 @@ std::vector<CompactResult> AutoCompactor::run_once() {
           if (stopping_) return done;
         }
         try {
-          auto r = compact_hour(lake_, db_, source, endpoint, h.hour, options_.in_flight);
+          std::optional<std::set<std::string>> pending;
+          auto in_flight = [&](const std::string& path) {
+            if (!pending) pending = options_.pending_files ? options_.pending_files() : std::set<std::string>{};
+            return pending->count(path) > 0;
+          };
+          auto r = compact_hour(lake_, db_, source, endpoint, h.hour, in_flight);
           if (r.output.empty()) continue;
           compactions_.fetch_add(1, std::memory_order_relaxed);
           files_merged_.fetch_add(static_cast<uint64_t>(r.inputs), std::memory_order_relaxed);

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,7 +69,10 @@ std::vector<HourFiles> closed_hours(Lake& lake, const Source& source, const Endp
 struct AutoCompactOptions {
   std::chrono::seconds interval{60};  // between passes; 0 = the task does not run
   std::chrono::seconds grace{300};
-  std::function<bool(const std::string&)> in_flight;       // as for compact_hour
+  // Lake paths of files that pending ledger batches will commit; called at most once per hour, after
+  // its listing (a file in the listing of a pending batch was prepared before the listing, so the
+  // snapshot sees it). nullptr = none.
+  std::function<std::set<std::string>()> pending_files;
   std::function<int64_t()> now_us;                         // the clock (default: system clock)
 };
 

@@ -103,6 +103,8 @@ struct Curator::State {
       part_col = partition_column(e);
     }
     int part_col = -1;  // partition_by field index, -1 = ingestion hour
+    // Registry files (path, content) staged by an earlier batch and not yet seen in the lake.
+    std::vector<std::pair<std::string, std::string>> unconfirmed;
   };
 
   // Everything one batch produces for one (source, endpoint, zone + hour directory).
@@ -142,6 +144,32 @@ struct Curator::State {
       }
     }
     return nullptr;
+  }
+
+  // A batch that evolved a schema can fail before its files reach the lake (staging throws, the ledger's
+  // prepare fails, the process is told to nack): the in-memory schema is then ahead of the registry and
+  // a redelivery would be curated as version N while v<N>.json is never written. So before each batch
+  // a dataset whose staged versions are not all in the registry is dropped and read again from the
+  // registry (its next message rebuilds it); the redelivered records evolve it again and stage v<N>.json
+  // with their batch. A committed batch costs one registry read per version it added. Without a
+  // registry nothing can be checked: the in-memory schema is kept.
+  void settle_evolutions() {
+    for (auto it = datasets.begin(); it != datasets.end();) {
+      auto& unconfirmed = it->second->unconfirmed;
+      bool committed = true;
+      if (registry)
+        for (const auto& [path, content] : unconfirmed)
+          if (registry->get(path) != content) committed = false;
+      if (committed) {
+        unconfirmed.clear();
+        ++it;
+      } else {
+        spdlog::warn("curate: {}/{}: the batch that evolved schema v{} was not committed; rolling back to the "
+                     "registered schema",
+                     it->second->source->name, it->second->endpoint->name, it->second->schema.version);
+        it = datasets.erase(it);
+      }
+    }
   }
 
   ParquetSink sink;
@@ -218,6 +246,7 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
   std::map<std::string, Group> ranges;  // (dataset, ingestion hour) -> first/last message ids
   std::set<std::string> seen;
   std::string batch_first, batch_last;
+  state_->settle_evolutions();  // roll back schemas evolved by a batch that never reached the lake
 
   for (const Message& m : batch) {
     // A message delivered twice within one batch is curated once.
@@ -276,6 +305,14 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
     const auto params = message_params(attribute(m, "params"));
     ds->validator->set_params(params);
 
+    // Per message, not per row: the lineage value, and the group the last row went to. Rows of one
+    // message nearly always fall in one hour, and group() builds several strings and does two map
+    // lookups; hour_dir() has hour granularity, so rows of the same UTC hour share a group.
+    const std::string extraction_id = attribute(m, "extraction_id");
+    constexpr int64_t kHourUs = 3'600'000'000;
+    Group* row_group = nullptr;
+    int64_t row_hour = 0;
+
     // Each record is validated straight from one on-demand read of the page (no per-record copy or
     // re-parse); its text is built only when needed (dead letter, re-read after an evolve).
     auto apply = [&](PageRecord& rec) {
@@ -295,21 +332,29 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
           if (!state_->registry ||
               claim_schema_version(*state_->registry, ds->source->name, ds->endpoint->name, ds->schema)) {
             const fs::path staged = staging_ / (unique_tag() + ".json");
-            write_file(staged, schema_json(ds->schema));
-            out.files.push_back(
-                {staged.string(), schema_registry_path(ds->source->name, ds->endpoint->name, ds->schema.version)});
+            const std::string text = schema_json(ds->schema);
+            const std::string path = schema_registry_path(ds->source->name, ds->endpoint->name, ds->schema.version);
+            write_file(staged, text);
+            out.files.push_back({staged.string(), path});
+            ds->unconfirmed.emplace_back(path, text);  // checked by settle_evolutions() before the next batch
           }
         }
         outcome = ds->validator->apply(rec.text());
       }
       if (outcome.row) {
         Row row = std::move(*outcome.row);
-        row.reserve(row.size() + 3);
-        row.emplace_back(attribute(m, "extraction_id"));
+        row.reserve(row.size() + kLineageColumns);
+        row.emplace_back(extraction_id);
         row.emplace_back(m.id);
         row.emplace_back(TimestampUs{m.publish_time_us});
         row.emplace_back(std::monostate{});  // _replayed_at
-        group(true, partition_time(ds->part_col, row, m.publish_time_us)).rows.push_back(std::move(row));
+        const int64_t t = partition_time(ds->part_col, row, m.publish_time_us);
+        const int64_t hour = t >= 0 ? t / kHourUs : -((-(t + 1)) / kHourUs) - 1;  // floor
+        if (!row_group || hour != row_hour) {
+          row_group = &group(true, t);
+          row_hour = hour;
+        }
+        row_group->rows.push_back(std::move(row));
         ++counts.rows;
         // schema.evolution: discard_value: the row is curated without its unknown keys, and each dropped
         // value is kept as an extra dead-letter line (level "value"), not counted in `deadlettered`

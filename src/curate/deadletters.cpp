@@ -21,6 +21,7 @@
 #include "bus/ledger.h"
 #include "curate/layout.h"
 #include "curate/schema.h"
+#include "curate/schema_registry.h"
 
 namespace apilake {
 
@@ -253,11 +254,21 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
   const Dir d = resolve(dataset);
   const Endpoint* ep = endpoint(d);
   if (!ep) throw UnknownDataset(fmt::format("dataset '{}' has no definition to replay with", dataset));
-  RecordValidator validator(ep->schema);  // throws std::invalid_argument for an unusable schema
+  // evolve: replay with the schema in force, as the curator does (the declaration plus the columns of
+  // the latest registered version), so replayed rows keep the evolved columns; a record bringing keys
+  // that are still unknown evolves it further (a new registered version). Other policies: the declaration.
+  const bool evolve = ep->schema.evolution == Evolution::Evolve;
+  Schema schema = evolve ? current_schema(lake_, d.source, d.endpoint, ep->schema) : ep->schema;
+  auto validator = std::make_unique<RecordValidator>(schema);  // throws std::invalid_argument when unusable
 
   std::vector<Column> columns;
-  for (const auto& f : ep->schema.fields) columns.push_back({f.name, f.type});
-  append_lineage_columns(columns);
+  auto set_columns = [&] {
+    columns.clear();
+    for (const auto& f : schema.fields) columns.push_back({f.name, f.type, f});  // f: decimal/struct/list details
+    append_lineage_columns(columns);
+  };
+  set_columns();
+  const std::size_t lineage = columns.size() - schema.fields.size();
   const int part_col = partition_column(*ep);
   simdjson::dom::parser parser;
 
@@ -309,7 +320,8 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
                     : "record";
       int64_t ingested = hour_start_us(f->hour);
       if (auto* t = o.if_contains("ingested_at_us"); t && t->is_int64()) ingested = t->as_int64();
-      validator.set_params(message_params(str(o, "params")));  // from_param fields (docs/schema.md)
+      const auto params = message_params(str(o, "params"));  // from_param fields (docs/schema.md)
+      validator->set_params(params);
 
       // The records this line stands for, as JSON texts.
       std::vector<std::string> records;
@@ -341,7 +353,19 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
       std::vector<Row> rows;
       for (const auto& r : records) {
         if (refusal) break;
-        Outcome out = validator.apply(r);
+        Outcome out = validator->apply(r);
+        if (out.row && !out.unknown.empty() && evolve && evolve_schema(schema, out.unknown) > 0) {
+          // Registered before any file naming it is committed; never overwrites a version (the same
+          // content is reused, other content moves this one to N+1).
+          if (claim_schema_version(lake_, d.source, d.endpoint, schema))
+            lake_.put(schema_registry_path(d.source, d.endpoint, schema.version), schema_json(schema));
+          spdlog::info("deadletters: {}/{} evolved to schema v{} while replaying", d.source, d.endpoint,
+                       schema.version);
+          validator = std::make_unique<RecordValidator>(schema);
+          validator->set_params(params);
+          set_columns();
+          out = validator->apply(r);
+        }
         if (!out.row) {
           refusal = out.reason.value_or(Reason{"parse_error", "", "the schema gave no reason"});
           break;
@@ -381,8 +405,14 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
                        hour_compact.end());
     const std::string base = fmt::format("replay-{}-{}-r{}", hour_compact, f->stem, gen);
     std::vector<StagedFile> staged;
+    // The schema version the rows follow (docs/schema.md "Evolution"), in each file's metadata.
+    const std::map<std::string, std::string> schema_kv = {{"apilake_schema_version", std::to_string(schema.version)}};
     try {
       for (auto& [dir, rows] : by_dir) {
+        // Rows read before a column was added in this replay lack it: NULL, before the lineage columns.
+        for (Row& row : rows)
+          if (row.size() < columns.size())
+            row.insert(row.end() - static_cast<std::ptrdiff_t>(lineage), columns.size() - row.size(), Value{});
         const auto slices = file_slices(rows, ep->files);
         for (std::size_t k = 0; k < slices.size(); ++k) {
           const auto [b, e] = slices[k];
@@ -391,7 +421,7 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
           const fs::path s = lake_.staging_dir() / (unique_tag() + ".parquet");
           staged.push_back({s.string(), dir + (slices.size() == 1 ? base : fmt::format("{}-p{:03}", base, k)) +
                                             ".parquet"});
-          sink_.write(s, columns, part, static_cast<std::size_t>(ep->files.row_group_rows));
+          sink_.write(s, columns, part, static_cast<std::size_t>(ep->files.row_group_rows), schema_kv);
           result.rows += static_cast<int64_t>(part.size());
         }
       }

@@ -5,7 +5,9 @@
 // beside each file in <name>.jsonl.replayed.json (dead letters are marked, never deleted):
 //   {"replayed":[line numbers], "failing":{"line":{"reason","field","detail"}},
 //    "generations":[{"gen","at","lines","files"}], "in_progress":{"gen","files"} | null}
-// Replay re-curates the pending lines with the *current* definition; valid rows go to
+// Replay re-curates the pending lines with the *current* definition (under schema.evolution: evolve,
+// plus the latest registered schema version, which a still-unknown key evolves further; see
+// docs/schema.md); works on any Lake (local or object store); valid rows go to
 //   curated/<source>/<endpoint>/<hour dir>/replay-<YYYYMMDDHH>-<name>-r<gen>[-pNNN].parquet
 // with the original lineage (_extraction_id, _message_id, _ingested_at) and _replayed_at set.
 // Idempotent: names are deterministic; "in_progress" is recorded before the files are committed and

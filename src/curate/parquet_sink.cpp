@@ -41,8 +41,6 @@ std::string sql_type(FieldType t, const FieldSpec& spec) {
   throw duck::Error("unknown field type");
 }
 
-std::string sql_type(const Column& c) { return sql_type(c.type, c.spec); }
-
 const char* value_kind(const Value& v) {
   switch (v.index()) {
     case 0: return "null";
@@ -58,46 +56,6 @@ const char* value_kind(const Value& v) {
   }
   return "?";
 }
-
-// Owners for the C API handles, so that an exception half-way through leaks nothing.
-struct LogicalTypes {
-  std::vector<duckdb_logical_type> types;
-  ~LogicalTypes() {
-    for (auto& t : types) duckdb_destroy_logical_type(&t);
-  }
-};
-
-struct Chunk {
-  duckdb_data_chunk c = nullptr;
-  ~Chunk() {
-    if (c) duckdb_destroy_data_chunk(&c);
-  }
-};
-
-struct Appender {
-  duckdb_appender a = nullptr;
-  ~Appender() {
-    if (a) duckdb_appender_destroy(&a);
-  }
-  [[noreturn]] void fail(const std::string& what) {
-    duckdb_error_data err = duckdb_appender_error_data(a);
-    std::string msg = fmt::format("{}: {}", what, err ? duckdb_error_data_message(err) : "unknown error");
-    if (err) duckdb_destroy_error_data(&err);
-    throw duck::Error(msg);
-  }
-};
-
-// Drops the temporary table however write() ends.
-struct DropTable {
-  duck::Connection& con;
-  std::string name;
-  ~DropTable() {
-    try {
-      con.execute("DROP TABLE IF EXISTS temp.main." + name);
-    } catch (...) {  // nothing useful to do: the table dies with the connection anyway
-    }
-  }
-};
 
 // `where` is a callable giving the location: the text is built only for the error (building it for
 // every cell was a string allocation per value on the hot path).
@@ -218,9 +176,126 @@ void fill(duckdb_data_chunk chunk, const std::vector<Column>& columns, const std
   duckdb_data_chunk_set_size(chunk, n);
 }
 
+
+// The DuckDB type of a column (or struct member / list element), matching sql_type() above.
+struct Type {
+  duckdb_logical_type t = nullptr;
+  Type() = default;
+  explicit Type(duckdb_logical_type x) : t(x) {}
+  Type(Type&& o) noexcept : t(o.t) { o.t = nullptr; }
+  Type& operator=(Type&&) = delete;
+  ~Type() {
+    if (t) duckdb_destroy_logical_type(&t);
+  }
+};
+
+Type logical_type(FieldType t, const FieldSpec& spec) {
+  switch (t) {
+    case FieldType::String:
+    case FieldType::Enum: return Type(duckdb_create_logical_type(DUCKDB_TYPE_VARCHAR));
+    case FieldType::Int64: return Type(duckdb_create_logical_type(DUCKDB_TYPE_BIGINT));
+    case FieldType::Double: return Type(duckdb_create_logical_type(DUCKDB_TYPE_DOUBLE));
+    case FieldType::Bool: return Type(duckdb_create_logical_type(DUCKDB_TYPE_BOOLEAN));
+    case FieldType::Date: return Type(duckdb_create_logical_type(DUCKDB_TYPE_DATE));
+    case FieldType::Timestamp: return Type(duckdb_create_logical_type(DUCKDB_TYPE_TIMESTAMP_TZ));
+    case FieldType::Decimal:
+      if (spec.precision < 1 || spec.precision > 38 || spec.scale < 0 || spec.scale > spec.precision)
+        throw duck::Error(fmt::format("DECIMAL({},{}) is not a valid decimal type", spec.precision, spec.scale));
+      return Type(duckdb_create_decimal_type(static_cast<uint8_t>(spec.precision), static_cast<uint8_t>(spec.scale)));
+    case FieldType::Struct: {
+      if (spec.fields.empty()) throw duck::Error("a struct column needs fields");
+      std::vector<Type> members;
+      std::vector<duckdb_logical_type> raw;
+      std::vector<const char*> names;
+      for (const FieldSpec& f : spec.fields) {
+        members.push_back(logical_type(f.type, f));
+        raw.push_back(members.back().t);
+        names.push_back(f.name.c_str());
+      }
+      return Type(duckdb_create_struct_type(raw.data(), names.data(), raw.size()));
+    }
+    case FieldType::List: {
+      if (spec.items.size() != 1) throw duck::Error("a list column needs one items spec");
+      const Type item = logical_type(spec.items[0].type, spec.items[0]);
+      return Type(duckdb_create_list_type(item.t));
+    }
+  }
+  throw duck::Error("unknown field type");
+}
+
+struct TableFunction {
+  duckdb_table_function f = duckdb_create_table_function();
+  ~TableFunction() { duckdb_destroy_table_function(&f); }
+};
+
 }  // namespace
 
-ParquetSink::ParquetSink(duck::Database& db) : con_(db) {}
+// What the sink's table function reads: the rows of the write() in progress (none between writes).
+// Owned by DuckDB (the function's extra info outlives the sink: a catalog entry cannot be dropped).
+struct SinkFeed {
+  const std::vector<Column>* columns = nullptr;
+  const std::vector<Row>* rows = nullptr;
+  std::vector<Type> types;  // of columns, built once per write
+};
+
+namespace {
+
+struct Cursor {
+  std::size_t next = 0;
+};
+
+void feed_bind(duckdb_bind_info info) {
+  auto* feed = static_cast<SinkFeed*>(duckdb_bind_get_extra_info(info));
+  if (!feed->columns) {
+    duckdb_bind_set_error(info, "the apilake sink function is only read by ParquetSink::write");
+    return;
+  }
+  for (std::size_t c = 0; c < feed->columns->size(); ++c)
+    duckdb_bind_add_result_column(info, (*feed->columns)[c].name.c_str(), feed->types[c].t);
+  duckdb_bind_set_cardinality(info, feed->rows->size(), true);
+}
+
+void feed_init(duckdb_init_info info) {
+  duckdb_init_set_init_data(info, new Cursor, [](void* p) { delete static_cast<Cursor*>(p); });
+  duckdb_init_set_max_threads(info, 1);  // one reader, so the file keeps the rows' order
+}
+
+// Fills DuckDB's output chunk straight from the rows: the values are copied once, into the vectors
+// the Parquet writer reads (no table in between, so no second compression of the data).
+void feed_next(duckdb_function_info info, duckdb_data_chunk out) {
+  auto* feed = static_cast<SinkFeed*>(duckdb_function_get_extra_info(info));
+  auto* cursor = static_cast<Cursor*>(duckdb_function_get_init_data(info));
+  const std::size_t n = std::min<std::size_t>(duckdb_vector_size(), feed->rows->size() - cursor->next);
+  try {
+    if (n) fill(out, *feed->columns, *feed->rows, cursor->next, n);
+    else duckdb_data_chunk_set_size(out, 0);
+    cursor->next += n;
+  } catch (const std::exception& e) {  // no C++ exception may cross DuckDB's C boundary
+    duckdb_function_set_error(info, e.what());
+  }
+}
+
+}  // namespace
+
+ParquetSink::ParquetSink(duck::Database& db) : con_(db) {
+  // Function names are per database; the counter keeps them unique across sinks.
+  static std::atomic<std::uint64_t> counter{0};
+  function_ = fmt::format("apilake_sink_rows_{}", counter.fetch_add(1));
+  auto* feed = new SinkFeed;
+  TableFunction tf;
+  duckdb_table_function_set_name(tf.f, function_.c_str());
+  duckdb_table_function_set_extra_info(tf.f, feed, [](void* p) { delete static_cast<SinkFeed*>(p); });
+  duckdb_table_function_set_bind(tf.f, feed_bind);
+  duckdb_table_function_set_init(tf.f, feed_init);
+  duckdb_table_function_set_function(tf.f, feed_next);
+  if (duckdb_register_table_function(con_.raw(), tf.f) == DuckDBError) {
+    // Not registered: `tf`'s destructor frees the extra info with the function object.
+    throw duck::Error("ParquetSink: cannot register the sink's table function");
+  }
+  feed_ = feed;
+}
+
+ParquetSink::~ParquetSink() = default;
 
 void ParquetSink::write(const std::filesystem::path& path, const std::vector<Column>& columns,
                         const std::vector<Row>& rows, std::size_t row_group_rows,
@@ -233,40 +308,9 @@ void ParquetSink::write(const std::filesystem::path& path, const std::vector<Col
     }
   }
 
-  // Temporary tables live in the connection only; the counter keeps names unique within it.
-  static std::atomic<std::uint64_t> counter{0};
-  const std::string table = fmt::format("apilake_sink_{}", counter.fetch_add(1));
-
-  std::string ddl = "CREATE TEMP TABLE " + table + " (";
-  for (std::size_t c = 0; c < columns.size(); ++c) {
-    if (c) ddl += ", ";
-    ddl += duck::quote_ident(columns[c].name) + " " + sql_type(columns[c]);
-  }
-  ddl += ")";
-  con_.execute(ddl);
-  DropTable drop{con_, table};
-
-  {
-    Appender app;
-    if (duckdb_appender_create_ext(con_.raw(), "temp", "main", table.c_str(), &app.a) == DuckDBError) {
-      app.fail("cannot create an appender");
-    }
-    // The table's own column types (nested ones included), so the chunk matches the DDL exactly.
-    LogicalTypes types;
-    types.types.reserve(columns.size());
-    for (std::size_t c = 0; c < columns.size(); ++c) types.types.push_back(duckdb_appender_column_type(app.a, c));
-
-    const std::size_t cap = duckdb_vector_size();
-    for (std::size_t begin = 0; begin < rows.size(); begin += cap) {
-      // A fresh chunk per slice: string data assigned to a vector is owned by the chunk.
-      Chunk chunk;
-      chunk.c = duckdb_create_data_chunk(types.types.data(), types.types.size());
-      if (!chunk.c) throw duck::Error("cannot create a data chunk");
-      fill(chunk.c, columns, rows, begin, std::min(cap, rows.size() - begin));
-      if (duckdb_append_data_chunk(app.a, chunk.c) == DuckDBError) app.fail("appending rows failed");
-    }
-    if (duckdb_appender_close(app.a) == DuckDBError) app.fail("flushing rows failed");
-  }
+  std::vector<Type> types;
+  types.reserve(columns.size());
+  for (const Column& c : columns) types.push_back(logical_type(c.type, c.spec));
 
   std::string options = row_group_rows ? fmt::format(", ROW_GROUP_SIZE {}", row_group_rows) : "";
   if (!kv_metadata.empty()) {
@@ -274,8 +318,29 @@ void ParquetSink::write(const std::filesystem::path& path, const std::vector<Col
     for (const auto& [k, v] : kv_metadata) kv += (kv.empty() ? "" : ", ") + duck::quote_literal(k) + ": " + duck::quote_literal(v);
     options += ", KV_METADATA {" + kv + "}";
   }
-  con_.execute(fmt::format("COPY temp.main.{} TO {} (FORMAT parquet, COMPRESSION zstd{})", table,
-                           duck::quote_literal(path.string()), options));
+
+  // The rows are streamed through the sink's table function into COPY (before: appended to a TEMP
+  // table, then COPYed — every value copied and compressed twice).
+  feed_->columns = &columns;
+  feed_->rows = &rows;
+  feed_->types = std::move(types);
+  struct Unbind {
+    SinkFeed* f;
+    ~Unbind() {
+      f->columns = nullptr;
+      f->rows = nullptr;
+      f->types.clear();
+    }
+  } unbind{feed_};
+  try {
+    con_.execute(fmt::format("COPY (FROM {}()) TO {} (FORMAT parquet, COMPRESSION zstd{})", function_,
+                             duck::quote_literal(path.string()), options));
+  } catch (...) {
+    // A value failing half-way leaves a partial file: remove it (it is ours, a staging path).
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    throw;
+  }
   fsync_file(path);
 }
 

@@ -1,5 +1,7 @@
-// Typed rows -> one Parquet file (ZSTD, microsecond timestamps) through DuckDB's appender and COPY.
-// The file is written at `path` (a staging path) and fsynced before write() returns.
+// Typed rows -> one Parquet file (ZSTD, microsecond timestamps) through DuckDB's COPY, which reads the
+// rows straight from the caller's vector through a table function registered per sink (no table in
+// between). The file is written at `path` (a staging path) and fsynced before write() returns; on an
+// error nothing is left at `path`. One write at a time per sink (it owns one connection).
 #pragma once
 #include <filesystem>
 #include <map>
@@ -12,6 +14,8 @@
 
 namespace apilake {
 
+struct SinkFeed;  // parquet_sink.cpp: what the sink's table function reads
+
 struct Column {
   std::string name;
   FieldType type;
@@ -22,7 +26,10 @@ struct Column {
 
 class ParquetSink {
  public:
-  explicit ParquetSink(duck::Database& db);
+  explicit ParquetSink(duck::Database& db);  // throws duck::Error
+  ~ParquetSink();
+  ParquetSink(const ParquetSink&) = delete;
+  ParquetSink& operator=(const ParquetSink&) = delete;
   // Writes rows (each with one Value per column, in column order) to path. Throws duck::Error.
   // row_group_rows: Parquet ROW_GROUP_SIZE (0 = DuckDB's default, 122880).
   // kv_metadata: Parquet key-value metadata of the file (e.g. apilake_schema_version).
@@ -31,6 +38,8 @@ class ParquetSink {
 
  private:
   duck::Connection con_;
+  std::string function_;      // the table function's name, unique in the database
+  SinkFeed* feed_ = nullptr;  // its extra info, owned by DuckDB's catalog (outlives the sink)
 };
 
 }  // namespace apilake

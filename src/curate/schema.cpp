@@ -1350,7 +1350,12 @@ Outcome RecordValidator::finish() {
     if (unknown_.size() > 1) detail += " (and " + std::to_string(unknown_.size() - 1) + " more unknown fields)";
     return Outcome{std::nullopt, Reason{"unknown_field", u.key, std::move(detail)}, std::move(unknown_)};
   }
-  Row row(plans_.size());
+  // Room for the curator's four lineage columns (layout.h kLineageColumns), which it appends: without
+  // it every curated row was reallocated twice on the way to the sink.
+  constexpr size_t kRowSpare = 4;
+  Row row;
+  row.reserve(plans_.size() + kRowSpare);
+  row.resize(plans_.size());
   for (size_t f = 0; f < plans_.size(); ++f)
     if (slots_[f] == Slot::Set) row[f] = std::move(values_[f]);
   return Outcome{std::move(row), std::nullopt, std::move(unknown_)};

@@ -3,6 +3,7 @@
 #pragma once
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,9 @@ namespace apilake {
 struct DefinitionError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// A ParamSpec's pattern, compiled once (definition.cpp; opaque here to keep <regex> out of this header).
+struct CompiledPattern;
 
 enum class ParamType { String, Integer, Number, Boolean, Date, Enum, List };
 enum class ParamLocation { Query, Path };
@@ -37,6 +41,9 @@ struct ParamSpec {
   std::optional<std::string> minimum; // Integer/Number/Date (and their lists): inclusive bounds,
   std::optional<std::string> maximum; //   normalised like a value
   std::string pattern;                // String (and List items): ECMAScript regex, whole value must match
+  // `pattern` compiled by the loader, so a request never compiles a regex. Null in a hand-built
+  // spec: validate_params then compiles `pattern` on each call.
+  std::shared_ptr<const CompiledPattern> compiled_pattern;
 };
 
 struct Pagination {

@@ -152,6 +152,11 @@ HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {
   if (!curl_) throw NetError(NetError::Kind::Transport, "curl_easy_init failed");
 }
 
+void HttpClient::set_allowed_hosts(std::vector<std::string> hosts) {
+  for (auto& h : hosts) h = lower(h);
+  options_.allowed_hosts = std::move(hosts);
+}
+
 HttpClient::~HttpClient() {
   if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
 }

@@ -2,7 +2,8 @@
 // Contract: perform() never follows a redirect to a host outside HttpOptions::allowed_hosts, caps
 // bodies at max_body_bytes, applies connect and total timeouts, and throws NetError for anything
 // that is not an HTTP response. Retrying is the caller's choice (see retry.h). Thread-compatible:
-// one HttpClient per thread (it keeps its connection cache).
+// one HttpClient per thread (it keeps its connection cache: keep-alive across perform() calls; a
+// kept connection is only reused for the same scheme, host and port).
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -58,6 +59,10 @@ class HttpClient {
 
   HttpResponse perform(const HttpRequest& request);
   const HttpOptions& options() const { return options_; }
+  // Replaces the allow-list for the following perform() calls (empty = any host), so one client and
+  // its kept connections can serve runs against different hosts (the fetcher: one client per
+  // worker thread, restricted to each run's source host).
+  void set_allowed_hosts(std::vector<std::string> hosts);
 
  private:
   HttpOptions options_;

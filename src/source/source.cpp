@@ -462,8 +462,10 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
                  const std::function<void(Page&&)>& on_page, const Sleeper& sleep) {
   auto host = url_host(source.base_url);
   if (!host) throw FetchError(fmt::format("base_url '{}' is not an absolute http(s) URL", source.base_url));
-  HttpOptions options = http_;
-  options.allowed_hosts = {*host};
+  // The kept client goes only to this source's host for this run (redirects and next links included).
+  if (!client_) client_ = std::make_unique<HttpClient>(http_);
+  client_->set_allowed_hosts({*host});
+  HttpClient& client = *client_;
 
   Headers headers = {{"Accept", "application/json"}};
   switch (source.auth.kind) {
@@ -504,7 +506,6 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
     return scrub(out, secrets);
   };
 
-  HttpClient client(options);
   const auto limiter = rate_limiter_for(source.name, source.rate_limit);
   const Sleeper real_sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   const Sleeper& do_sleep = sleep ? sleep : real_sleep;

@@ -224,6 +224,28 @@ endpoints:
         - {name: id, type: int64}
 )";
 
+// The loader compiles a param's pattern once (requests never compile a regex) and validate_params
+// applies that compiled pattern: a whole-value match, so a value merely containing a match fails.
+TEST(Loader, LoadedPatternIsCompiledAndApplied) {
+  TempDir d;
+  Source s = load_source_file(d.write(kFull));
+  const Endpoint& e = s.endpoints[0];
+  ASSERT_NE(e.param("code"), nullptr);
+  EXPECT_NE(e.param("code")->compiled_pattern, nullptr);
+  EXPECT_EQ(e.param("latitude")->compiled_pattern, nullptr);  // no pattern, nothing compiled
+  const Params ok = validate_params(e, {{"latitude", "1"}, {"code", "BRL"}});
+  EXPECT_EQ(ok.at("code"), "BRL");
+  for (const char* bad : {"brl", "xBRLx", "BR", ""}) {
+    try {
+      validate_params(e, {{"latitude", "1"}, {"code", bad}});
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const ParamError& err) {
+      EXPECT_EQ(err.param, "code");
+      EXPECT_THAT(err.what(), ::testing::HasSubstr("does not match the pattern [A-Z]{3}")) << bad;
+    }
+  }
+}
+
 TEST(Loader, EveryEngineOptionLoads) {
   TempDir d;
   auto f = d.write(kFull);

@@ -3,7 +3,8 @@
 // new field, a missing required field). For each policy: fetched = curated + dead-lettered by count,
 // each dead letter has the policy's reason; evolve adds a column DuckDB reads over every file
 // (union_by_name), registers v2, and after a restart continues from the registry (v3, v2 untouched),
-// which `apilake bigquery ddl --data-dir` names. The `batch` column is a from_param field.
+// which `apilake bigquery ddl --data-dir` names; a dead-letter replay with the fixed definition keeps the
+// evolved columns. The `batch` column is a from_param field.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -35,7 +36,8 @@ std::string read(const fs::path& p) {
 }
 
 // sources/drift: one endpoint per policy, all served by the same fixtures (by `batch`).
-fs::path make_sources(const fs::path& dir) {
+// price_type: "double" (the definition), or "string" (the fix a dead-letter replay runs with).
+fs::path make_sources(const fs::path& dir, const std::string& price_type = "double") {
   std::string yaml = "name: drift\nbase_url: https://drift.example.org\nendpoints:\n";
   for (const char* p : kPolicies)
     yaml += std::string("  - name: ") + p +
@@ -43,7 +45,7 @@ fs::path make_sources(const fs::path& dir) {
             "    pagination: {kind: none}\n    records: /items\n    schema:\n      evolution: " + p +
             "\n      fields:\n"
             "        - {name: id, type: int64, required: true}\n"
-            "        - {name: price, type: double}\n"
+            "        - {name: price, type: " + price_type + "}\n"
             "        - {name: name, type: string}\n"
             "        - {name: batch, type: string, from_param: batch, required: true}\n";
   write(dir / "drift" / "source.yaml", yaml);
@@ -57,7 +59,7 @@ fs::path make_sources(const fs::path& dir) {
   write(dir / "drift" / "fixtures" / "b1.json", R"({"items":[{"id":10,"price":1,"name":"x"},{"id":11,"price":2.5,"name":"y"}]})");
   write(dir / "drift" / "fixtures" / "b2.json", R"({"items":[
   {"id":1,"price":1.5,"name":"a"},
-  {"id":2,"price":"abc","name":"b"},
+  {"id":2,"price":"abc","name":"b","color":"green"},
   {"id":3,"price":2,"name":"c","color":"red"},
   {"price":3,"name":"d"},
   {"id":5,"price":"4.5","name":"e"}]})");
@@ -202,6 +204,20 @@ TEST(EvolutionE2e, EachPolicyEndsAsDeclaredAndEvolveSurvivesARestart) {
   const std::string frozen = run_command(std::string(APILAKE_BINARY) + " bigquery ddl drift.freeze --bucket gs://b --sources " +
                                          sources.string() + " --data-dir " + data.string());
   EXPECT_EQ(frozen.find("color"), std::string::npos) << frozen;
+
+  // replay with the definition fixed (price: string): the replayed row keeps the evolved columns (the
+  // registry's v3: color and size), so id 2's color is there; the missing-id record still fails.
+  const fs::path fixed = make_sources(dir / "fixed", "string");
+  const std::string replay = run_command(std::string(APILAKE_BINARY) + " deadletters replay drift_evolve --sources " +
+                                         fixed.string() + " --data-dir " + data.string());
+  EXPECT_NE(replay.find("replayed 1 dead letter(s) into 1 row(s); 1 still failing"), std::string::npos) << replay;
+  EXPECT_EQ(query("SELECT id, color, size, batch FROM read_parquet(" + glob(data, "evolve") +
+                  ", union_by_name=true) WHERE id = 2"),
+            "2,green,NULL,b2;");
+  EXPECT_EQ(query("SELECT count(*), count(DISTINCT id) FROM read_parquet(" + glob(data, "evolve") +
+                  ", union_by_name=true)"),
+            "7,7;");  // b1 2 + b2 3 + b3 1 + replayed 1: written once
+  EXPECT_FALSE(fs::exists(reg / "v4.json"));  // nothing new to register
   fs::remove_all(dir);
 }
 

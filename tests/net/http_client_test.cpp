@@ -140,6 +140,22 @@ TEST(HttpClient, ChecksTheInitialHostBeforeSending) {
   EXPECT_EQ(srv.hits("/ok"), 0);
 }
 
+// A client reused across runs (the fetcher's per-thread client) takes each run's allow-list: the
+// kept connection serves the allowed host again, and a host no longer allowed is refused before
+// anything is sent, kept connection or not.
+TEST(HttpClient, SetAllowedHostsAppliesToAReusedClient) {
+  RouteServer srv;
+  HttpClient client({.allowed_hosts = {"127.0.0.1"}});
+  auto first = line_of(client.perform({.url = srv.url("/echo")}).body, "remote=");
+  client.set_allowed_hosts({"API.Example.com"});
+  std::string msg;
+  EXPECT_EQ(kind_of(client, {.url = srv.url("/echo")}, &msg), NetError::Kind::HostNotAllowed);
+  EXPECT_NE(msg.find("127.0.0.1"), std::string::npos) << msg;
+  client.set_allowed_hosts({"127.0.0.1"});
+  EXPECT_EQ(line_of(client.perform({.url = srv.url("/echo")}).body, "remote="), first);
+  EXPECT_EQ(kind_of(client, {.url = srv.url("/redirect-other-host")}), NetError::Kind::HostNotAllowed);
+}
+
 TEST(HttpClient, StopsAfterMaxRedirects) {
   RouteServer srv;
   HttpClient client({.max_redirects = 3});

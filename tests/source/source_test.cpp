@@ -362,6 +362,47 @@ TEST(Fetcher, NextUrlPagination) {
   EXPECT_EQ(pages[0].records + pages[1].records + pages[2].records, 3u);
 }
 
+// A Fetcher keeps its HTTP client between runs (one per fetch worker): the second extraction reuses
+// the first one's connection (keep-alive), and each run is still restricted to its own source's
+// host — a next link to the host of an earlier run is refused although a connection to it is open.
+TEST(Fetcher, KeepsItsConnectionAcrossRunsButNotTheHostAllowList) {
+  std::mutex mu;
+  std::vector<std::string> remotes;
+  std::atomic<int> port{0};
+  HttpServer server(ServerOptions{"127.0.0.1", 0, 2, 1 << 20}, [&](const ServerRequest& r) {
+    {
+      std::lock_guard lock(mu);
+      remotes.push_back(r.remote);
+    }
+    if (r.path == "/elsewhere")
+      return json(R"({"next":"http://127.0.0.1:)" + std::to_string(port.load()) + R"(/items"})");
+    return json("[1,2]");
+  });
+  server.start();
+  port = server.port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
+  auto s = local_source(base);
+  Fetcher f(fast_http(), RetryPolicy{.max_attempts = 1});
+  for (int run = 0; run < 3; ++run) EXPECT_EQ(f.run(s, s.endpoints[0], {}, [](Page&&) {}), 1);
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(remotes.size(), 3u);
+    EXPECT_EQ(remotes[0], remotes[1]);
+    EXPECT_EQ(remotes[1], remotes[2]);
+  }
+  // Another source, on "localhost": its next link back to 127.0.0.1 is another host for this run.
+  Pagination pg;
+  pg.kind = Pagination::Kind::NextUrl;
+  pg.next_pointer = "/next";
+  auto other = local_source("http://localhost:" + std::to_string(server.port()), pg);
+  other.name = "other";
+  other.endpoints[0].path = "/elsewhere";
+  other.endpoints[0].records_pointer = "";
+  const auto msg = fetch_error([&] { f.run(other, other.endpoints[0], {}, [](Page&&) {}); });
+  EXPECT_THAT(msg, ::testing::HasSubstr("127.0.0.1"));
+  server.stop();
+}
+
 TEST(Fetcher, RepeatedNextUrlFailsInsteadOfLooping) {
   Upstream up([](const ServerRequest& r) {
     if (r.path == "/items") return json(R"({"next":"/items/a"})");
