@@ -150,6 +150,33 @@ TEST_F(ParquetSinkTest, SeveralWritesOnOneSink) {
   EXPECT_EQ(con.query("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'apilake_sink_%'").int64(0, 0), 0);
 }
 
+// Each sink streams its rows through its own table function: sinks on one database (one destroyed
+// before the others write) do not see each other's rows, and a file keeps the rows' order across
+// DuckDB's vector boundaries.
+TEST_F(ParquetSinkTest, SinksOnOneDatabaseAreIndependentAndKeepOrder) {
+  std::vector<Column> cols = {{"i", FieldType::Int64}, {"s", FieldType::String}};
+  { ParquetSink gone(db_); gone.write(dir_ / "gone.parquet", cols, {{int64_t{7}, std::string("x")}}); }
+  ParquetSink a(db_);
+  ParquetSink b(db_);
+  std::vector<Row> rows_a, rows_b;
+  for (int64_t i = 0; i < 5000; ++i) rows_a.push_back({i, std::string("a-" + std::to_string(i) + "-long-enough-not-inlined")});
+  rows_b.push_back({int64_t{-1}, Value{}});
+  a.write(dir_ / "a.parquet", cols, rows_a);
+  b.write(dir_ / "b.parquet", cols, rows_b);
+  duck::Connection con(db_);
+  auto file = [&](const char* name) {
+    return "read_parquet(" + duck::quote_literal((dir_ / name).string()) + ", file_row_number = true)";
+  };
+  EXPECT_EQ(con.query("SELECT count(*) FROM " + file("a.parquet") +
+                      " WHERE i = file_row_number AND s = 'a-' || i || '-long-enough-not-inlined'")
+                .int64(0, 0),
+            5000);
+  auto r = con.query("SELECT i, s FROM " + file("b.parquet"));
+  ASSERT_EQ(r.row_count(), 1u);
+  EXPECT_EQ(r.int64(0, 0), -1);
+  EXPECT_TRUE(r.is_null(1, 0));
+}
+
 TEST_F(ParquetSinkTest, ColumnNamesAreQuoted) {
   ParquetSink sink(db_);
   std::vector<Column> cols = {{"select", FieldType::String}, {"we\"ird name", FieldType::Int64}};
