@@ -214,7 +214,9 @@ TEST(ObjectInsights, CuratorRefreshesServeServesValuesEqualToDuckDbOverTheLake) 
   listed = call(port, "GET", "/v1/insights");
   ASSERT_EQ(listed.status, 200);
   bool found = false;
-  for (const auto& i : json::parse(listed.body).as_object()["insights"].as_array()) {
+  // Keep the parsed document alive: a range-for over a member of a temporary would dangle.
+  const json::value list_doc = json::parse(listed.body);
+  for (const auto& i : list_doc.as_object().at("insights").as_array()) {
     if (i.as_object().at("name").as_string() != "bcb_sgs_monthly") continue;
     found = true;
     EXPECT_EQ(i.as_object().at("rows").as_int64(), static_cast<int64_t>(rows.size())) << json::serialize(i);
