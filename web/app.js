@@ -341,6 +341,10 @@ async function submitForm(event) {
   if (key) headers.Authorization = `Bearer ${key}`;
   const button = document.getElementById("submit-button");
   button.disabled = true;
+  // Clear the previous extraction's result at once (synchronously, before the first await), so the
+  // panel never shows an old "succeeded" while the new request is in flight.
+  state.following = null;
+  showFollow("submitting", "starting the extraction…");
   try {
     const r = await fetch("/v1/extractions", {
       method: "POST", headers, body: JSON.stringify({ source: source.name, endpoint: endpoint.name, params }) });
