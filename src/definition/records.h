@@ -37,20 +37,27 @@ class PageRecord {
   simdjson::ondemand::value value;
   std::size_t index = 0;  // 1-based, in page order
   // Exactly the element select_records returns for this record (compact JSON), built only when
-  // asked (e.g. for a dead letter or a second validation).
+  // asked (e.g. for a dead letter or a second validation), whether or not `value` was read.
   std::string text() const;
 
  private:
   friend std::size_t visit_records(std::string_view, const Endpoint&, const std::function<void(PageRecord&)>&);
-  simdjson::dom::element dom_;       // plain records: the page's DOM element
+  std::string_view raw_;             // plain records checked on demand: the record's bytes in the page
+  simdjson::dom::element dom_;       // plain records checked by the DOM: the page's DOM element
   const std::string* synthesised_ = nullptr;
 };
 
 // The hot-path form of select_records (the curator's): the same records, in the same order, with
-// the same errors (RecordError thrown before the callback is called at all), each as a PageRecord.
-// The page is checked by the same code as select_records (one DOM parse), then read once with the
-// on-demand parser. Returns the record count. The callback must not call select_records,
-// count_selected_records or visit_records (they share this thread's parsers).
+// the same errors, each as a PageRecord. Returns the record count. A page it refuses is refused
+// (RecordError) before the callback is called at all: the whole page is checked first.
+// How (plain records; synthesised ones are select_records' texts parsed one by one): one on-demand
+// stage 1, a first pass that checks everything the DOM parse would (structure, numbers, atoms,
+// string escapes, nothing after the document) and locates the records, then the same document
+// rewound and each record handed out in place. Whatever that check refuses or is unsure of (e.g.
+// nesting deeper than 256) goes to select_records' own DOM code, which throws its error or, if
+// the page is valid after all, is followed by the records as before (DOM check + on-demand read).
+// The callback must not call select_records, count_selected_records or visit_records (they share
+// this thread's parsers).
 std::size_t visit_records(std::string_view body, const Endpoint& endpoint,
                           const std::function<void(PageRecord&)>& on_record);
 

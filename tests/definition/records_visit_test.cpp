@@ -4,7 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "definition/definition.h"
@@ -118,6 +120,178 @@ TEST(VisitRecords, ReusesBuffersAcrossPagesOfDifferentSizes) {
   expect_same_as_select("[" + std::string(5000, ' ') + R"({"n":123456789}])", e);
   expect_same_as_select("[1]", e);
   expect_same_as_select("[12]", e);
+}
+
+// For each body: select_records' error and visit_records' are the same text, and no record was
+// handed out; or both succeed with the same records.
+void expect_agree(const std::string& body, const Endpoint& e) {
+  const std::string select_error = error_of([&] { select_records(body, e); });
+  if (select_error == "<no RecordError>") {
+    expect_same_as_select(body, e);
+    return;
+  }
+  SCOPED_TRACE(body);
+  std::size_t calls = 0;
+  EXPECT_EQ(error_of([&] { visit_records(body, e, [&](PageRecord&) { ++calls; }); }), select_error);
+  EXPECT_EQ(calls, 0u);
+  EXPECT_EQ(error_of([&] { count_selected_records(body, e); }), select_error);
+}
+
+TEST(VisitRecords, AgreesWithSelectOnMalformedPages) {
+  Endpoint e;
+  e.records_pointer = "/items";
+  const std::string bad_utf8 = std::string(R"({"items":[{"a":"x)") + "\xff\xfe" + R"("}]})";
+  const std::string control = std::string(R"({"items":[{"a":"x)") + "\x01" + R"("}]})";
+  for (const std::string& body : std::vector<std::string>{
+           // truncated, anywhere
+           R"({"items":[{"a":1},{"a":2)", R"({"items":[{"a":1},)", R"({"items":[{"a":1})", R"({"items":[)",
+           R"({"items":[{"a":"tru)", R"({"items":[{"a":1}]})" "\n", "{", "[", " ",
+           // trailing garbage
+           R"({"items":[1]} x)", R"({"items":[1]}})", R"({"items":[1]}])", R"({"items":[1]} {})", R"({"items":[1]},)",
+           // invalid UTF-8, raw control characters
+           bad_utf8, control,
+           // structure
+           R"({"items":[1,]})", R"({"items":[,1]})", R"({"items":[1 2]})", R"({"items":[1,,2]})", R"({"items":[1}})",
+           R"({"items":{"a":1,}})", R"({"items" [1]})", R"({"items":[1],})", R"({items:[1]})", R"({"items":[{"a"}]})",
+           R"({"items":[{"a":}]})", R"({"items":[{1:2}]})", R"({"a":1 "items":[1]})", R"({"items":[1]]})",
+           // atoms
+           R"({"items":[tru]})", R"({"items":[truex]})", R"({"items":[nul]})", R"({"items":[nulll]})",
+           R"({"items":[falsey]})", R"({"items":[True]})", R"({"items":[NaN]})", R"({"items":[Infinity]})",
+           R"({"items":[undefined]})", R"({"items":[n]})", R"({"x":nulx,"items":[]})",
+           // numbers: grammar and range
+           R"({"items":[01]})", R"({"items":[1.]})", R"({"items":[.5]})", R"({"items":[+1]})", R"({"items":[-]})",
+           R"({"items":[1e]})", R"({"items":[1e+]})", R"({"items":[0x10]})", R"({"items":[1x]})", R"({"items":[1.5.2]})",
+           R"({"items":[1e400]})", R"({"items":[-1e400]})", R"({"items":[18446744073709551616]})",
+           R"({"items":[-9223372036854775809]})", R"({"items":[123456789012345678901234567890]})",
+           R"({"other":1e999,"items":[1]})",
+           // string escapes, in values and in keys, on and off the pointer's path
+           R"({"items":["\x"]})", R"({"items":["\u12"]})", R"({"items":["\u12g4"]})", R"({"items":["\ud800"]})",
+           R"({"items":["\ud800x"]})", R"({"items":["\ud800\u0041"]})", R"({"items":["\udc00"]})",
+           R"({"items":["\ud800\udbff"]})", R"({"items":[{"k\q":1}]})", R"({"meta\a":1,"items":[]})",
+           R"({"items":["a\"]})", R"({"items":["\)",
+           // pointer trouble
+           R"({"data":[]})", R"({"items":"x"})", R"({"items":3})", R"({"items":null})", R"({"items":true})",
+           R"([{"items":[]}])", R"("items")", "3", "null", ""}) {
+    expect_agree(body, e);
+  }
+}
+
+TEST(VisitRecords, AgreesWithSelectOnValidEdgeCases) {
+  Endpoint e;
+  e.records_pointer = "/items";
+  for (const std::string& body : std::vector<std::string>{
+           R"({"items":[]})", R"({"items":{}})", R"({"items":{"only":"record"}})", R"({"items":[[],{},[{}]]})",
+           // records that are not objects
+           R"({"items":[1,"two",null,true,false,[3],-0.0,1E5,2.50]})",
+           // huge and tiny numbers the DOM accepts
+           R"({"items":[18446744073709551615,-9223372036854775808,1e308,1e-400,-0e-999,123456789012345678901234567890.5]})",
+           R"({"items":[0.10000000000000000001,3.141592653589793238462643383279502884197]})",
+           // duplicate keys: the first "items" is the pointer's target; records keep theirs
+           R"({"items":[{"a":1,"a":2}],"items":[{"b":3}]})",
+           // escapes, surrogate pairs, UTF-8, escaped keys (the DOM matches keys unescaped)
+           R"({"items":["\"\\\/\b\f\n\r\t","\u00e9\uD83D\uDE00\u0000","é😀 ü"]})",
+           R"({"\u0069tems":[1],"items":[2]})", R"({"it\u0065ms":[{"k\"ey":"v\\"}]})",
+           // whitespace everywhere
+           " \n\t{ \"items\" :\r\n [ 1 , { \"a\" : [ ] } , \"x\" ] } \n ",
+           // the target before, between and after other values, nested deep beside it
+           R"({"a":{"b":[1,{"c":null}]},"items":[{"x":[[[[1]]]]}],"z":[true,false]})"}) {
+    expect_agree(body, e);
+  }
+  e.records_pointer = "";
+  expect_agree(R"([{"a":1},2])", e);
+  expect_agree(R"({"a":1})", e);
+  expect_agree(R"(  {"a":[1,2]}  )", e);
+  expect_agree(R"("a string")", e);
+  expect_agree("42", e);
+  // Pointers: indexes, ~ escapes, a member named like an index, non-canonical forms the DOM refuses.
+  const std::string page = R"({"a/b":{"m~n":[[{"r":1}],[{"r":2},{"r":3}]]},"0":[{"z":0}],"list":[[1],[2,3]]})";
+  for (const std::string ptr : {"/a~1b/m~0n/1", "/a~1b/m~0n/0", "/0", "/list/1", "/list/01", "/list/-", "/list/2",
+                                "/list/x", "/a~1b/m~0n/1/0", "/a~2b", "/a~", "a/b", "/", "/missing/0"}) {
+    SCOPED_TRACE(ptr);
+    e.records_pointer = ptr;
+    expect_agree(page, e);
+  }
+}
+
+TEST(VisitRecords, EmptyBodyAsAThreadsFirstPage) {
+  // The page is read on demand first: a thread whose first page is empty has no buffer yet.
+  Endpoint e;
+  std::string error;
+  std::thread t([&] { error = error_of([&] { visit_records("", e, [](PageRecord&) {}); }); });
+  t.join();
+  EXPECT_EQ(error, "not JSON: the body is empty");
+}
+
+TEST(VisitRecords, DeepNestingGoesByTheDomAndStaysExact) {
+  Endpoint e;
+  e.records_pointer = "/items";
+  for (const std::size_t depth : {10u, 255u, 256u, 300u, 1022u, 1023u, 1024u, 1025u, 5000u}) {
+    SCOPED_TRACE(depth);
+    const std::string nested = std::string(depth, '[') + "1" + std::string(depth, ']');
+    expect_agree(R"({"items":[{"deep":)" + nested + R"(},{"b":2}]})", e);
+    expect_agree(R"({"side":)" + nested + R"(,"items":[3]})", e);
+  }
+}
+
+TEST(VisitRecords, RecordTextIsSelectsElementWhateverTheCallbackRead) {
+  // text() after the value was read, and without reading it: the DOM's rendering of the record.
+  Endpoint e;
+  e.records_pointer = "/items";
+  const std::string body = R"({"items":[ {"n":2.50,"s":"\u00e9\t","big":1E5} , 7 , "x" , [ 1 , 2 ] ]})";
+  const std::vector<std::string> expected = select_records(body, e);
+  std::vector<std::string> before, after;
+  visit_records(body, e, [&](PageRecord& r) {
+    before.push_back(r.text());
+    if (r.index % 2 == 1) {
+      simdjson::ondemand::json_type t;
+      EXPECT_FALSE(r.value.type().get(t));
+      std::string_view raw = r.value.raw_json_token();
+      EXPECT_FALSE(raw.empty());
+    }
+    after.push_back(r.text());
+  });
+  EXPECT_EQ(before, expected);
+  EXPECT_EQ(after, expected);
+}
+
+// Random damage to valid pages (a byte deleted, inserted or replaced, from the characters JSON cares
+// about): visit_records and select_records must agree on every result.
+TEST(VisitRecords, AgreesWithSelectOnRandomlyDamagedPages) {
+  const std::vector<std::string> pages = {
+      R"({"total":3,"items":[{"id":1,"s":"a\"b\\c\u00e9","f":-1.5e3,"t":true,"n":null},{"id":2,"l":[1,[2],{}]},"x"]})",
+      R"({"meta":{"next":"p2"},"items":[{"k":"\ud83d\ude00","v":[0,-0,1e-5,12345678901234567890]}],"z":false})",
+      R"([{"a":{"b":{"c":[true,false,null]}}},{"d":"\/\b\f\n\r\t"},18446744073709551615])"};
+  const std::string alphabet = "{}[],:\"\\ 0123456789.eE+-tfnrulax/\x01\x7f\xc3\xa9\xff";
+  std::uint64_t s = 0x2545F4914F6CDD1DULL;
+  auto next = [&s] {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  };
+  std::size_t refused = 0, accepted = 0;
+  for (int round = 0; round < 6000; ++round) {
+    std::string body = pages[next() % pages.size()];
+    Endpoint e;
+    e.records_pointer = body[0] == '[' ? "" : "/items";
+    const int edits = 1 + static_cast<int>(next() % 3);
+    for (int k = 0; k < edits && !body.empty(); ++k) {
+      const std::size_t at = next() % body.size();
+      const char c = alphabet[next() % alphabet.size()];
+      switch (next() % 3) {
+        case 0: body.erase(at, 1); break;
+        case 1: body.insert(at, 1, c); break;
+        default: body[at] = c; break;
+      }
+    }
+    const bool valid = error_of([&] { select_records(body, e); }) == "<no RecordError>";
+    (valid ? accepted : refused) += 1;
+    expect_agree(body, e);
+    if (::testing::Test::HasFailure()) break;  // one body is enough to debug
+  }
+  // Both outcomes were exercised (the damage is not always fatal).
+  EXPECT_GT(refused, 1000u);
+  EXPECT_GT(accepted, 100u);
 }
 
 }  // namespace
