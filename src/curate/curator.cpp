@@ -100,8 +100,12 @@ struct Curator::State {
       }
       for (const auto& f : schema.fields) columns.push_back({f.name, f.type, f});  // f: decimal/struct/list details
       append_lineage_columns(columns);
+      batch.reset(columns);
       part_col = partition_column(e);
     }
+    // The batch's valid rows, as typed columns (columns: as above); cleared by each stage(), so its
+    // buffers keep their capacity from one batch to the next. Groups select their rows by index.
+    ColumnBatch batch;
     int part_col = -1;  // partition_by field index, -1 = ingestion hour
     // Registry files (path, content) staged by an earlier batch and not yet seen in the lake.
     std::vector<std::pair<std::string, std::string>> unconfirmed;
@@ -117,8 +121,8 @@ struct Curator::State {
     // (dataset, ingestion hour) range, shared by its dead-letter file and its curated file, so both
     // are named from every message of the batch that touched that dataset and hour.
     std::string range_key;
-    std::vector<Row> rows;
-    std::string deadletters;  // JSON lines
+    std::vector<uint32_t> rows;  // indices into dataset->batch, in message order
+    std::string deadletters;     // JSON lines
     std::string first, last;  // padded message ids
     void saw(const std::string& id) {
       if (first.empty() || id_less(id, first)) first = id;
@@ -223,6 +227,38 @@ boost::json::value as_json(std::string_view text) {
   return v;
 }
 
+// layout.h's partition_time, for row r of a batch.
+int64_t partition_time(int column, const ColumnBatch& batch, std::size_t r, int64_t ingested_us) {
+  if (column < 0 || static_cast<std::size_t>(column) >= batch.width()) return ingested_us;
+  const auto k = static_cast<std::size_t>(column);
+  if (batch.is_null(r, k)) return ingested_us;  // NULL: the row still has a home, its ingestion hour
+  const ColumnBatch::Data& d = batch.column(k);
+  if (d.type == FieldType::Date) return int64_t{d.i32[r]} * 86'400'000'000LL;
+  if (d.type == FieldType::Timestamp) return d.i64[r];
+  return ingested_us;
+}
+
+// layout.h's file_slices (same caps, same size estimate), over the rows a group selected from a batch.
+std::vector<std::pair<std::size_t, std::size_t>> file_slices(const ColumnBatch& batch,
+                                                             const std::vector<uint32_t>& rows,
+                                                             const Endpoint::Files& files) {
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  const std::size_t max_rows = files.max_rows > 0 ? static_cast<std::size_t>(files.max_rows) : rows.size();
+  const std::size_t max_bytes = (files.max_mb > 0 ? static_cast<std::size_t>(files.max_mb) : 1u << 20) << 20;
+  std::size_t begin = 0, bytes = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::size_t b = batch.estimated_bytes(rows[i]);
+    if (i > begin && (i - begin >= max_rows || bytes + b > max_bytes)) {
+      out.emplace_back(begin, i);
+      begin = i;
+      bytes = 0;
+    }
+    bytes += b;
+  }
+  if (begin < rows.size()) out.emplace_back(begin, rows.size());
+  return out;
+}
+
 void write_file(const fs::path& path, const std::string& bytes) {
   {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -247,6 +283,7 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
   std::set<std::string> seen;
   std::string batch_first, batch_last;
   state_->settle_evolutions();  // roll back schemas evolved by a batch that never reached the lake
+  for (auto& [key, ds] : state_->datasets) ds->batch.clear();
 
   for (const Message& m : batch) {
     // A message delivered twice within one batch is curated once.
@@ -316,10 +353,12 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
     // Each record is validated straight from one on-demand read of the page (no per-record copy or
     // re-parse); its text is built only when needed (dead letter, re-read after an evolve).
     auto apply = [&](PageRecord& rec) {
-      Outcome outcome = ds->validator->apply(rec.value);
+      // A valid record becomes the batch's last row (the validator writes it straight into the columns).
+      Outcome outcome = ds->validator->apply(rec.value, ds->batch);
       // schema.evolution: evolve: unknown keys become new nullable columns (a new schema version,
       // staged into the lake's schema registry with this batch), then the record is read again.
-      if (outcome.row && !outcome.unknown.empty() && ds->schema.evolution == Evolution::Evolve) {
+      if (outcome.valid() && !outcome.unknown.empty() && ds->schema.evolution == Evolution::Evolve) {
+        ds->batch.rollback_row();
         const std::size_t before = ds->schema.fields.size();
         if (evolve_schema(ds->schema, outcome.unknown) > 0) {
           ds->validator = std::make_unique<RecordValidator>(ds->schema);
@@ -327,6 +366,8 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
           for (std::size_t k = before; k < ds->schema.fields.size(); ++k) {
             const FieldSpec& f = ds->schema.fields[k];
             ds->columns.insert(ds->columns.begin() + static_cast<std::ptrdiff_t>(k), Column{f.name, f.type, f});
+            // Rows already in the batch (any group) get NULL in the new column.
+            ds->batch.insert_column(k, Column{f.name, f.type, f});
           }
           // Never overwrite a registered version: one with other content moves this one to N+1.
           if (!state_->registry ||
@@ -339,22 +380,23 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
             ds->unconfirmed.emplace_back(path, text);  // checked by settle_evolutions() before the next batch
           }
         }
-        outcome = ds->validator->apply(rec.text());
+        outcome = ds->validator->apply(rec.text(), ds->batch);
       }
-      if (outcome.row) {
-        Row row = std::move(*outcome.row);
-        row.reserve(row.size() + kLineageColumns);
-        row.emplace_back(extraction_id);
-        row.emplace_back(m.id);
-        row.emplace_back(TimestampUs{m.publish_time_us});
-        row.emplace_back(std::monostate{});  // _replayed_at
-        const int64_t t = partition_time(ds->part_col, row, m.publish_time_us);
+      if (outcome.valid()) {
+        ColumnBatch& batch = ds->batch;
+        const std::size_t r = batch.size() - 1;
+        const std::size_t lineage = batch.width() - kLineageColumns;
+        batch.set_string(lineage, extraction_id);
+        batch.set_string(lineage + 1, m.id);
+        batch.set_timestamp(lineage + 2, TimestampUs{m.publish_time_us});
+        // lineage + 3, _replayed_at: NULL
+        const int64_t t = partition_time(ds->part_col, batch, r, m.publish_time_us);
         const int64_t hour = t >= 0 ? t / kHourUs : -((-(t + 1)) / kHourUs) - 1;  // floor
         if (!row_group || hour != row_hour) {
           row_group = &group(true, t);
           row_hour = hour;
         }
-        row_group->rows.push_back(std::move(row));
+        row_group->rows.push_back(static_cast<uint32_t>(r));
         ++counts.rows;
         // schema.evolution: discard_value: the row is curated without its unknown keys, and each dropped
         // value is kept as an extra dead-letter line (level "value"), not counted in `deadlettered`
@@ -391,12 +433,9 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
       if (!g.rows.empty()) {
         // Rotation: a group above the endpoint's row/size caps becomes several files, named
         // <first>-<last>-pNNN in row order (deterministic, so a rewrite still replaces).
-        // Rows staged before an evolve in this batch lack the new columns (NULL, before the lineage).
-        const std::size_t lineage = g.dataset->columns.size() - g.dataset->schema.fields.size();
-        for (Row& row : g.rows)
-          if (row.size() < g.dataset->columns.size())
-            row.insert(row.end() - static_cast<std::ptrdiff_t>(lineage), g.dataset->columns.size() - row.size(), Value{});
-        const auto slices = file_slices(g.rows, g.files);
+        // Rows staged before an evolve in this batch hold NULL in the new columns (insert_column).
+        const ColumnBatch& batch = g.dataset->batch;
+        const auto slices = file_slices(batch, g.rows, g.files);
         // The schema version the rows follow (docs/schema.md "Evolution"), in the file's metadata.
         const std::map<std::string, std::string> schema_kv = {
             {"apilake_schema_version", std::to_string(g.dataset->schema.version)}};
@@ -405,13 +444,7 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
           const std::string file = slices.size() == 1 ? name : fmt::format("{}-p{:03}", name, k);
           const fs::path staged = staging_ / (unique_tag() + ".parquet");
           out.files.push_back({staged.string(), dir + file + ".parquet"});
-          if (slices.size() == 1) {
-            state_->sink.write(staged, g.dataset->columns, g.rows, g.row_group_rows, schema_kv);
-          } else {
-            const std::vector<Row> part(std::make_move_iterator(g.rows.begin() + static_cast<std::ptrdiff_t>(b)),
-                                        std::make_move_iterator(g.rows.begin() + static_cast<std::ptrdiff_t>(e)));
-            state_->sink.write(staged, g.dataset->columns, part, g.row_group_rows, schema_kv);
-          }
+          state_->sink.write(staged, batch, g.rows.data() + b, e - b, g.row_group_rows, schema_kv);
         }
       }
       if (!g.deadletters.empty()) {

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -41,141 +42,122 @@ std::string sql_type(FieldType t, const FieldSpec& spec) {
   throw duck::Error("unknown field type");
 }
 
-const char* value_kind(const Value& v) {
-  switch (v.index()) {
-    case 0: return "null";
-    case 1: return "string";
-    case 2: return "int64";
-    case 3: return "double";
-    case 4: return "bool";
-    case 5: return "date";
-    case 6: return "timestamp";
-    case 7: return "decimal";
-    case 8: return "struct";
-    case 9: return "list";
+// Which entries of a column fill a vector: entry at(i) for vector row offset + i. A run of consecutive
+// entries (the common case: a message's rows go to one file) has no index list, so fixed-width
+// buffers are one memcpy.
+struct Rows {
+  const uint32_t* sel = nullptr;  // null: entries first, first + 1, ...
+  std::size_t first = 0;
+  std::size_t at(std::size_t i) const { return sel ? sel[i] : first + i; }
+};
+
+// Copies a fixed-width buffer into a vector at [offset, offset + n). From (batch) and To (DuckDB) may
+// differ in width (Decimal Int128 -> int16/32/64).
+template <typename To, typename From>
+void copy_fixed(void* data, std::size_t offset, const std::vector<From>& from, const Rows& rows, std::size_t n) {
+  auto* out = static_cast<To*>(data) + offset;
+  if constexpr (sizeof(To) == sizeof(From) && std::is_trivially_copyable_v<To>) {
+    if (!rows.sel) {
+      std::memcpy(out, from.data() + rows.first, n * sizeof(To));
+      return;
+    }
   }
-  return "?";
+  for (std::size_t i = 0; i < n; ++i) {
+    const From v = from[rows.at(i)];
+    if constexpr (std::is_same_v<To, duckdb_date>) out[i] = duckdb_date{v};
+    else if constexpr (std::is_same_v<To, duckdb_timestamp>) out[i] = duckdb_timestamp{v};
+    else if constexpr (std::is_same_v<To, bool>) out[i] = v != 0;
+    else out[i] = static_cast<To>(v);
+  }
 }
 
-// `where` is a callable giving the location: the text is built only for the error (building it for
-// every cell was a string allocation per value on the hot path).
-template <typename T, typename Where>
-const T& expect(const Value& v, const Where& where, FieldType t, const FieldSpec& spec) {
-  if (const T* p = std::get_if<T>(&v)) return *p;
-  throw duck::Error(fmt::format("{} is {} but holds a {} value", where(), sql_type(t, spec), value_kind(v)));
-}
-
-// Writes values[0, n) into vec at rows [offset, offset + n). Recursive for struct members and list
-// elements (their child vectors), which is how DuckDB's C API exposes nested data.
-constexpr std::size_t kElement = static_cast<std::size_t>(-1);
-
-void fill_vector(duckdb_vector vec, FieldType type, const FieldSpec& spec, const Value* const* values,
-                 std::size_t n, std::size_t offset, const std::string& where, std::size_t row_base) {
+// Writes n entries of `d` into vec at rows [offset, offset + n), straight from the batch's buffers.
+// Recursive for struct members and list elements (their child vectors), which is how DuckDB's C API
+// exposes nested data. The batch's types were fixed when it was filled: nothing to check here.
+void fill_data(duckdb_vector vec, const ColumnBatch::Data& d, const Rows& rows, std::size_t n, std::size_t offset,
+               const std::string& name) {
   duckdb_vector_ensure_validity_writable(vec);
   uint64_t* validity = duckdb_vector_get_validity(vec);
   void* data = duckdb_vector_get_data(vec);
-  // Top level: "row R: column 'c'"; inside a list: "column 'c'[] element E".
-  auto where_at = [&](std::size_t i) {
-    return row_base == kElement ? fmt::format("{} element {}", where, offset + i)
-                                : fmt::format("row {}: {}", row_base + i, where);
-  };
   for (std::size_t i = 0; i < n; ++i) {
-    const Value& v = *values[i];
-    const std::size_t at = offset + i;
-    const auto here = [&] { return where_at(i); };
-    if (std::holds_alternative<std::monostate>(v)) {
-      duckdb_validity_set_row_invalid(validity, at);
-      continue;
-    }
-    duckdb_validity_set_row_valid(validity, at);
-    switch (type) {
-      case FieldType::String:
-      case FieldType::Enum: {
-        const std::string& s = expect<std::string>(v, here, type, spec);
-        duckdb_vector_assign_string_element_len(vec, at, s.data(), s.size());
-        break;
-      }
-      case FieldType::Int64: static_cast<int64_t*>(data)[at] = expect<int64_t>(v, here, type, spec); break;
-      case FieldType::Double: static_cast<double*>(data)[at] = expect<double>(v, here, type, spec); break;
-      case FieldType::Bool: static_cast<bool*>(data)[at] = expect<bool>(v, here, type, spec); break;
-      case FieldType::Date:
-        static_cast<duckdb_date*>(data)[at] = duckdb_date{expect<DateDays>(v, here, type, spec).days};
-        break;
-      case FieldType::Timestamp:
-        static_cast<duckdb_timestamp*>(data)[at] = duckdb_timestamp{expect<TimestampUs>(v, here, type, spec).micros};
-        break;
-      case FieldType::Decimal: {
-        const Decimal& d = expect<Decimal>(v, here, type, spec);
-        if (d.scale != spec.scale)
-          throw duck::Error(fmt::format("{}: decimal of scale {} in a DECIMAL({},{}) column", where_at(i), d.scale,
-                                        spec.precision, spec.scale));
-        // The physical width follows the precision, as DuckDB lays DECIMAL out.
-        if (spec.precision <= 4) static_cast<int16_t*>(data)[at] = static_cast<int16_t>(d.unscaled);
-        else if (spec.precision <= 9) static_cast<int32_t*>(data)[at] = static_cast<int32_t>(d.unscaled);
-        else if (spec.precision <= 18) static_cast<int64_t*>(data)[at] = static_cast<int64_t>(d.unscaled);
-        else {
-          const auto u = static_cast<UInt128>(d.unscaled);
-          static_cast<duckdb_hugeint*>(data)[at] =
-              duckdb_hugeint{static_cast<uint64_t>(u), static_cast<int64_t>(static_cast<uint64_t>(u >> 64))};
-        }
-        break;
-      }
-      case FieldType::Struct:
-      case FieldType::List:
-        break;  // below, column-wise
-    }
+    if (d.valid[rows.at(i)]) duckdb_validity_set_row_valid(validity, offset + i);
+    else duckdb_validity_set_row_invalid(validity, offset + i);
   }
-  if (type == FieldType::Struct) {
-    static const Value kNull{};
-    for (std::size_t k = 0; k < spec.fields.size(); ++k) {
-      std::vector<const Value*> member(n, &kNull);  // a NULL struct has NULL members
+  switch (d.type) {
+    case FieldType::String:
+    case FieldType::Enum:
       for (std::size_t i = 0; i < n; ++i) {
-        if (std::holds_alternative<std::monostate>(*values[i])) continue;
-        const StructValue& sv = expect<StructValue>(*values[i], [&] { return where_at(i); }, type, spec);
-        if (sv.fields.size() != spec.fields.size())
-          throw duck::Error(fmt::format("{}: struct value has {} members for {} fields", where_at(i), sv.fields.size(),
-                                        spec.fields.size()));
-        member[i] = &sv.fields[k];
+        const std::size_t r = rows.at(i);
+        if (!d.valid[r]) continue;
+        const std::string_view s = d.str(r);
+        duckdb_vector_assign_string_element_len(vec, offset + i, s.data(), s.size());
       }
-      fill_vector(duckdb_struct_vector_get_child(vec, k), spec.fields[k].type, spec.fields[k], member.data(), n,
-                  offset, where + "." + spec.fields[k].name, row_base);
-    }
-  } else if (type == FieldType::List) {
-    const FieldSpec& item = spec.items.at(0);
-    auto* entries = static_cast<duckdb_list_entry*>(data);
-    std::vector<const Value*> elements;
-    const idx_t base = duckdb_list_vector_get_size(vec);
-    for (std::size_t i = 0; i < n; ++i) {
-      if (std::holds_alternative<std::monostate>(*values[i])) {
-        entries[offset + i] = duckdb_list_entry{base + elements.size(), 0};
-        continue;
+      break;
+    // DuckDB's BIGINT, DOUBLE, BOOLEAN, TIMESTAMPTZ (int64 µs) and DATE (int32 days) have the batch's layout.
+    case FieldType::Int64: copy_fixed<int64_t>(data, offset, d.i64, rows, n); break;
+    case FieldType::Timestamp: copy_fixed<duckdb_timestamp>(data, offset, d.i64, rows, n); break;
+    case FieldType::Date: copy_fixed<duckdb_date>(data, offset, d.i32, rows, n); break;
+    case FieldType::Double: copy_fixed<double>(data, offset, d.f64, rows, n); break;
+    case FieldType::Bool: copy_fixed<bool>(data, offset, d.b, rows, n); break;
+    case FieldType::Decimal: {
+      // The physical width follows the precision, as DuckDB lays DECIMAL out.
+      if (d.precision <= 4) copy_fixed<int16_t>(data, offset, d.dec, rows, n);
+      else if (d.precision <= 9) copy_fixed<int32_t>(data, offset, d.dec, rows, n);
+      else if (d.precision <= 18) copy_fixed<int64_t>(data, offset, d.dec, rows, n);
+      else {
+        auto* out = static_cast<duckdb_hugeint*>(data) + offset;
+        for (std::size_t i = 0; i < n; ++i) {
+          const auto u = static_cast<UInt128>(d.dec[rows.at(i)]);
+          out[i] = duckdb_hugeint{static_cast<uint64_t>(u), static_cast<int64_t>(static_cast<uint64_t>(u >> 64))};
+        }
       }
-      const ListValue& lv = expect<ListValue>(*values[i], [&] { return where_at(i); }, type, spec);
-      entries[offset + i] = duckdb_list_entry{base + elements.size(), lv.items.size()};
-      for (const Value& x : lv.items) elements.push_back(&x);
+      break;
     }
-    if (duckdb_list_vector_reserve(vec, base + elements.size()) == DuckDBError)
-      throw duck::Error(where + ": cannot reserve list space");
-    fill_vector(duckdb_list_vector_get_child(vec), item.type, item, elements.data(), elements.size(), base,
-                where + "[]", kElement);
-    if (duckdb_list_vector_set_size(vec, base + elements.size()) == DuckDBError)
-      throw duck::Error(where + ": cannot set list size");
+    case FieldType::Struct:
+      // Members are 1:1 with the struct's entries (NULL under a NULL struct).
+      for (std::size_t k = 0; k < d.children.size(); ++k)
+        fill_data(duckdb_struct_vector_get_child(vec, k), d.children[k], rows, n, offset, name);
+      break;
+    case FieldType::List: {
+      auto* entries = static_cast<duckdb_list_entry*>(data);
+      const idx_t base = duckdb_list_vector_get_size(vec);
+      std::size_t total = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t r = rows.at(i);
+        const std::size_t len = d.valid[r] ? d.items[r + 1] - d.items[r] : 0;
+        entries[offset + i] = duckdb_list_entry{base + total, len};
+        total += len;
+      }
+      // The elements of consecutive entries are consecutive; otherwise list them.
+      Rows elements;
+      std::vector<uint32_t> picked;
+      if (!rows.sel && n) {
+        elements.first = d.items[rows.first];
+      } else {
+        picked.reserve(total);
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::size_t r = rows.at(i);
+          if (!d.valid[r]) continue;
+          for (uint64_t e = d.items[r]; e < d.items[r + 1]; ++e) picked.push_back(static_cast<uint32_t>(e));
+        }
+        elements.sel = picked.data();
+      }
+      // A NULL list holds no elements (its entry's range is empty), so the run has `total` elements.
+      if (duckdb_list_vector_reserve(vec, base + total) == DuckDBError)
+        throw duck::Error(fmt::format("column '{}': cannot reserve list space", name));
+      if (total) fill_data(duckdb_list_vector_get_child(vec), d.children[0], elements, total, base, name);
+      if (duckdb_list_vector_set_size(vec, base + total) == DuckDBError)
+        throw duck::Error(fmt::format("column '{}': cannot set list size", name));
+      break;
+    }
   }
 }
 
-// Writes rows [begin, begin + n) into the chunk's vectors directly (the fast path of the appender).
-void fill(duckdb_data_chunk chunk, const std::vector<Column>& columns, const std::vector<Row>& rows,
-          std::size_t begin, std::size_t n) {
-  std::vector<const Value*> values(n);
-  for (std::size_t c = 0; c < columns.size(); ++c) {
-    for (std::size_t i = 0; i < n; ++i) values[i] = &rows[begin + i][c];
-    const std::string where = fmt::format("column '{}'", columns[c].name);
-    fill_vector(duckdb_data_chunk_get_vector(chunk, c), columns[c].type, columns[c].spec, values.data(), n, 0, where,
-                begin);
-  }
+void fill(duckdb_data_chunk chunk, const ColumnBatch& batch, const Rows& rows, std::size_t n) {
+  for (std::size_t k = 0; k < batch.width(); ++k)
+    fill_data(duckdb_data_chunk_get_vector(chunk, k), batch.column(k), rows, n, 0, batch.columns()[k].name);
   duckdb_data_chunk_set_size(chunk, n);
 }
-
 
 // The DuckDB type of a column (or struct member / list element), matching sql_type() above.
 struct Type {
@@ -233,9 +215,11 @@ struct TableFunction {
 // What the sink's table function reads: the rows of the write() in progress (none between writes).
 // Owned by DuckDB (the function's extra info outlives the sink: a catalog entry cannot be dropped).
 struct SinkFeed {
-  const std::vector<Column>* columns = nullptr;
-  const std::vector<Row>* rows = nullptr;
-  std::vector<Type> types;  // of columns, built once per write
+  const ColumnBatch* batch = nullptr;
+  const uint32_t* sel = nullptr;  // null: batch rows [first, first + n)
+  std::size_t first = 0;
+  std::size_t n = 0;
+  std::vector<Type> types;  // of the batch's columns, built once per write
 };
 
 namespace {
@@ -246,13 +230,13 @@ struct Cursor {
 
 void feed_bind(duckdb_bind_info info) {
   auto* feed = static_cast<SinkFeed*>(duckdb_bind_get_extra_info(info));
-  if (!feed->columns) {
+  if (!feed->batch) {
     duckdb_bind_set_error(info, "the apilake sink function is only read by ParquetSink::write");
     return;
   }
-  for (std::size_t c = 0; c < feed->columns->size(); ++c)
-    duckdb_bind_add_result_column(info, (*feed->columns)[c].name.c_str(), feed->types[c].t);
-  duckdb_bind_set_cardinality(info, feed->rows->size(), true);
+  for (std::size_t c = 0; c < feed->batch->width(); ++c)
+    duckdb_bind_add_result_column(info, feed->batch->columns()[c].name.c_str(), feed->types[c].t);
+  duckdb_bind_set_cardinality(info, feed->n, true);
 }
 
 void feed_init(duckdb_init_info info) {
@@ -260,14 +244,15 @@ void feed_init(duckdb_init_info info) {
   duckdb_init_set_max_threads(info, 1);  // one reader, so the file keeps the rows' order
 }
 
-// Fills DuckDB's output chunk straight from the rows: the values are copied once, into the vectors
+// Fills DuckDB's output chunk straight from the batch: the values are copied once, into the vectors
 // the Parquet writer reads (no table in between, so no second compression of the data).
 void feed_next(duckdb_function_info info, duckdb_data_chunk out) {
   auto* feed = static_cast<SinkFeed*>(duckdb_function_get_extra_info(info));
   auto* cursor = static_cast<Cursor*>(duckdb_function_get_init_data(info));
-  const std::size_t n = std::min<std::size_t>(duckdb_vector_size(), feed->rows->size() - cursor->next);
+  const std::size_t n = std::min<std::size_t>(duckdb_vector_size(), feed->n - cursor->next);
   try {
-    if (n) fill(out, *feed->columns, *feed->rows, cursor->next, n);
+    if (n) fill(out, *feed->batch,
+                  feed->sel ? Rows{feed->sel + cursor->next, 0} : Rows{nullptr, feed->first + cursor->next}, n);
     else duckdb_data_chunk_set_size(out, 0);
     cursor->next += n;
   } catch (const std::exception& e) {  // no C++ exception may cross DuckDB's C boundary
@@ -301,12 +286,46 @@ void ParquetSink::write(const std::filesystem::path& path, const std::vector<Col
                         const std::vector<Row>& rows, std::size_t row_group_rows,
                         const std::map<std::string, std::string>& kv_metadata) {
   if (columns.empty()) throw duck::Error("ParquetSink: no columns");
+  ColumnBatch batch(columns);
   for (std::size_t r = 0; r < rows.size(); ++r) {
     if (rows[r].size() != columns.size()) {
       throw duck::Error(fmt::format("ParquetSink: row {} has {} values for {} columns", r, rows[r].size(),
                                     columns.size()));
     }
+    batch.begin_row();
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      if (std::string bad = batch.set_value(c, rows[r][c]); !bad.empty()) {
+        const Column& col = columns[c];
+        // The types of a bad column: its SQL type (a bad spec throws its own error here).
+        throw duck::Error(bad.rfind("holds", 0) == 0
+                              ? fmt::format("row {}: column '{}' is {} but {}", r, col.name, sql_type(col.type, col.spec), bad)
+                              : fmt::format("row {}: column '{}': {}", r, col.name, bad));
+      }
+    }
   }
+  write(path, batch, nullptr, batch.size(), row_group_rows, kv_metadata);
+}
+
+void ParquetSink::write(const std::filesystem::path& path, const ColumnBatch& batch, const uint32_t* rows,
+                        std::size_t n, std::size_t row_group_rows,
+                        const std::map<std::string, std::string>& kv_metadata) {
+  const std::vector<Column>& columns = batch.columns();
+  if (columns.empty()) throw duck::Error("ParquetSink: no columns");
+  if (!rows && n > batch.size()) throw duck::Error("ParquetSink: more rows asked than the batch holds");
+  // A run of consecutive rows (a message's rows nearly always go to one file) is read as a range, so
+  // fixed-width columns are one memcpy per chunk.
+  std::size_t first = 0;
+  if (rows && n) {
+    bool run = true;
+    for (std::size_t i = 1; i < n && run; ++i) run = rows[i] == rows[0] + i;
+    if (run) {
+      first = rows[0];
+      rows = nullptr;
+    }
+  }
+  for (std::size_t i = 0; rows && i < n; ++i)
+    if (rows[i] >= batch.size()) throw duck::Error("ParquetSink: a row index beyond the batch");
+  if (!rows && first + n > batch.size()) throw duck::Error("ParquetSink: more rows asked than the batch holds");
 
   std::vector<Type> types;
   types.reserve(columns.size());
@@ -321,14 +340,18 @@ void ParquetSink::write(const std::filesystem::path& path, const std::vector<Col
 
   // The rows are streamed through the sink's table function into COPY (before: appended to a TEMP
   // table, then COPYed — every value copied and compressed twice).
-  feed_->columns = &columns;
-  feed_->rows = &rows;
+  feed_->batch = &batch;
+  feed_->sel = rows;
+  feed_->first = first;
+  feed_->n = n;
   feed_->types = std::move(types);
   struct Unbind {
     SinkFeed* f;
     ~Unbind() {
-      f->columns = nullptr;
-      f->rows = nullptr;
+      f->batch = nullptr;
+      f->sel = nullptr;
+      f->first = 0;
+      f->n = 0;
       f->types.clear();
     }
   } unbind{feed_};

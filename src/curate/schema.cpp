@@ -566,6 +566,15 @@ std::string plan_element(const FieldSpec& f, FieldPlan& plan, const std::string&
         FieldPlan child;
         if (std::string p = plan_field(f.fields[i], child, label + "." + f.fields[i].name); !p.empty()) return p;
         plan.children.push_back(std::move(child));
+        if (segments.size() == 1) plan.member_keys.push_back(std::move(segments[0]));
+      }
+      // In place only when every member is one distinct key (see FieldPlan::member_keys).
+      if (plan.member_keys.size() == plan.children.size()) {
+        std::vector<std::string> keys = plan.member_keys;
+        std::sort(keys.begin(), keys.end());
+        if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) plan.member_keys.clear();
+      } else {
+        plan.member_keys.clear();
       }
       break;
     }
@@ -607,6 +616,34 @@ Reason parse_error(simdjson::error_code e) {
   return Reason{"parse_error", "", std::string("invalid JSON: ") + simdjson::error_message(e)};
 }
 
+}  // namespace
+
+namespace {
+// Where convert_value() puts a value: a Value (a field's default, compiled once) ...
+struct ValueOut {
+  Value& v;
+  void put(std::string_view s) { v = std::string(s); }
+  void put(int64_t x) { v = x; }
+  void put(double x) { v = x; }
+  void put(bool x) { v = x; }
+  void put(DateDays x) { v = x; }
+  void put(TimestampUs x) { v = x; }
+  void put(const Decimal& x) { v = x; }
+  ColumnBatch::Data* nested() { return nullptr; }  // a default is text: never a struct or list
+};
+// ... or the last entry of a batch column (a record's field, a struct member, a list element): no
+// Value, no std::string per cell.
+struct DataOut {
+  ColumnBatch::Data& d;
+  void put(std::string_view s) { d.put_string(s); }
+  void put(int64_t x) { d.put_int64(x); }
+  void put(double x) { d.put_double(x); }
+  void put(bool x) { d.put_bool(x); }
+  void put(DateDays x) { d.put_date(x); }
+  void put(TimestampUs x) { d.put_timestamp(x); }
+  void put(const Decimal& x) { d.put_decimal(x.unscaled); }
+  ColumnBatch::Data* nested() { return &d; }
+};
 }  // namespace
 
 // What a field's value is, read once from the on-demand value, then converted per field.
@@ -770,20 +807,74 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
       s.text = *specs[i].default_value;
       s.json = *specs[i].default_value;
       Value v;
+      ValueOut out{v};
       Reason why;
-      if (convert_value(plans[i], s, v, why, 0)) plans[i].default_value = std::move(v);
+      if (convert_value(plans[i], s, out, why, 0)) plans[i].default_value = std::move(v);
       else bad_default.push_back("field '" + plans[i].name + "': default " + why.detail);
     }
   };
   compile_defaults(compile_defaults, schema_.fields, plans_);
   if (!bad_default.empty()) throw InvalidSchema(joined(bad_default), bad_default);
   slots_.resize(plans_.size());
-  values_.resize(plans_.size());
+  std::vector<Column> columns;
+  for (const FieldSpec& f : schema_.fields) columns.push_back({f.name, f.type, f});
+  scratch_.reset(std::move(columns));
   failures_.resize(plans_.size());
   visited_.resize(nodes_.size());
 }
 
+// The record in progress is written into out_'s last row, begun here and taken back if it is refused.
+Outcome RecordValidator::apply(std::string_view record_json, ColumnBatch& batch) {
+  batch.begin_row();
+  out_ = &batch;
+  struct Done {
+    RecordValidator* v;
+    ~Done() { v->out_ = nullptr; }
+  } done{this};
+  Outcome outcome;
+  try {
+    outcome = apply_text(record_json);
+  } catch (...) {
+    batch.rollback_row();
+    throw;
+  }
+  if (!outcome.valid()) batch.rollback_row();
+  return outcome;
+}
+
+Outcome RecordValidator::apply(od::value record, ColumnBatch& batch) {
+  batch.begin_row();
+  out_ = &batch;
+  struct Done {
+    RecordValidator* v;
+    ~Done() { v->out_ = nullptr; }
+  } done{this};
+  Outcome outcome;
+  try {
+    outcome = apply_value(record);
+  } catch (...) {
+    batch.rollback_row();
+    throw;
+  }
+  if (!outcome.valid()) batch.rollback_row();
+  return outcome;
+}
+
 Outcome RecordValidator::apply(std::string_view record_json) {
+  scratch_.clear();
+  Outcome outcome = apply(record_json, scratch_);
+  if (outcome.valid()) outcome.row = scratch_.row(0);
+  return outcome;
+}
+
+Outcome RecordValidator::apply(od::value record) {
+  scratch_.clear();
+  Outcome outcome = apply(record, scratch_);
+  if (outcome.valid()) outcome.row = scratch_.row(0);
+  return outcome;
+}
+
+Outcome RecordValidator::apply_text(std::string_view record_json) {
   // Copy into a reused padded buffer (simdjson reads past the end); zero the padding so bytes of an
   // earlier, longer record can never be read as part of this one.
   if (buffer_.size() < record_json.size()) buffer_ = simdjson::padded_string(record_json.size() * 2);
@@ -839,7 +930,7 @@ Outcome RecordValidator::apply(std::string_view record_json) {
   return finish();
 }
 
-Outcome RecordValidator::apply(od::value record) {
+Outcome RecordValidator::apply_value(od::value record) {
   od::object object;
   if (auto e = record.get_object().get(object)) {
     if (e == simdjson::INCORRECT_TYPE)
@@ -945,6 +1036,14 @@ simdjson::error_code RecordValidator::visit(od::value& value, uint32_t node_id) 
         for (uint32_t f : node.fields) convert(f, s);
         return walk_object(object, node_id);
       }
+      if (node.fields.size() == 1 && plans_[node.fields[0]].type == FieldType::Struct &&
+          !plans_[node.fields[0]].member_keys.empty()) {
+        const uint32_t f = node.fields[0];
+        bool ok = true;
+        if (auto e = read_struct(plans_[f], object, out_->column(f), ok, failures_[f], 0)) return e;
+        slots_[f] = ok ? Slot::Set : Slot::Failed;
+        return simdjson::SUCCESS;
+      }
       if (auto e = object.raw_json().get(s.json)) return e;
       break;
     }
@@ -956,6 +1055,13 @@ simdjson::error_code RecordValidator::visit(od::value& value, uint32_t node_id) 
         s.json = "an array";
         for (uint32_t f : node.fields) convert(f, s);
         return walk_array(array, node_id);
+      }
+      if (node.fields.size() == 1 && plans_[node.fields[0]].type == FieldType::List) {
+        const uint32_t f = node.fields[0];
+        bool ok = true;
+        if (auto e = read_list(plans_[f], array, out_->column(f), ok, failures_[f], 0)) return e;
+        slots_[f] = ok ? Slot::Set : Slot::Failed;
+        return simdjson::SUCCESS;
       }
       if (auto e = array.raw_json().get(s.json)) return e;
       break;
@@ -995,11 +1101,13 @@ simdjson::error_code RecordValidator::visit(od::value& value, uint32_t node_id) 
 }
 
 void RecordValidator::convert(uint32_t f, const Scalar& s) {
-  slots_[f] = convert_value(plans_[f], s, values_[f], failures_[f], 0) ? Slot::Set : Slot::Failed;
+  DataOut out{out_->column(f)};
+  slots_[f] = convert_value(plans_[f], s, out, failures_[f], 0) ? Slot::Set : Slot::Failed;
 }
 
 // One value of one plan (a field, a struct's field, a list element). false = refused, `why` set.
-bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Value& out, Reason& why,
+template <typename Out>
+bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Out& out, Reason& why,
                                     size_t depth) {
   const char* tname = to_string(plan.type);
   bool ok = true;
@@ -1020,18 +1128,22 @@ bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Valu
     if (f == Fail::OutOfRange) return fail("out_of_range", std::string(tname) + " out of range: " + got());
     return fail("bad_format", expected() + ", got " + got());
   };
-  auto set = [&](Value v) {
-    out = std::move(v);
+  auto set = [&](auto v) {
+    out.put(std::move(v));
     return true;
   };
   using K = Scalar::Kind;
   if (plan.type == FieldType::Struct) {
     if (s.kind != K::Object) return mismatch();
-    return convert_nested(plan, s.json, out, why, depth);
+    ColumnBatch::Data* target = out.nested();
+    if (!target) return mismatch();
+    return convert_nested(plan, s.json, *target, why, depth);
   }
   if (plan.type == FieldType::List) {
     if (s.kind != K::Array) return mismatch();
-    return convert_nested(plan, s.json, out, why, depth);
+    ColumnBatch::Data* target = out.nested();
+    if (!target) return mismatch();
+    return convert_nested(plan, s.json, *target, why, depth);
   }
   if (s.kind == K::Object || s.kind == K::Array) return mismatch();
 
@@ -1041,8 +1153,8 @@ bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Valu
       break;  // handled above
 
     case FieldType::Enum: {
-      std::string v = s.kind == K::String ? std::string(s.text) : std::string(s.json);
-      if (std::find(plan.values.begin(), plan.values.end(), v) != plan.values.end()) return set(std::move(v));
+      const std::string_view v = s.kind == K::String ? s.text : s.json;
+      if (std::find(plan.values.begin(), plan.values.end(), v) != plan.values.end()) return set(v);
       std::string list;
       for (const auto& x : plan.values) list += (list.empty() ? "" : ", ") + x;
       return fail("out_of_range", "not one of the enum values (" + clip(list) + "): " + got());
@@ -1065,8 +1177,8 @@ bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Valu
     }
 
     case FieldType::String:
-      if (s.kind == K::String) return set(std::string(s.text));
-      return set(std::string(s.json));  // number or bool: its JSON text
+      if (s.kind == K::String) return set(s.text);
+      return set(s.json);  // number or bool: its JSON text
 
     case FieldType::Int64: {
       if (s.kind == K::Bool) return mismatch();
@@ -1210,7 +1322,7 @@ simdjson::error_code RecordValidator::read_scalar(od::value& value, Scalar& s, b
 
 // Absent (is_null = false) or null: required -> missing_required; null where nullable: false ->
 // type_mismatch; absent -> the default, else NULL (missing_required when nullable: false).
-bool RecordValidator::fill_missing(const FieldPlan& plan, bool is_null, Value& out, Reason& why) {
+bool RecordValidator::fill_missing(const FieldPlan& plan, bool is_null, ColumnBatch::Data& out, Reason& why) {
   const char* what = is_null ? "null" : "absent";
   if (plan.required) {
     why = Reason{"missing_required", plan.name, std::string("required field is ") + what + " at " + clip(plan.path)};
@@ -1221,7 +1333,7 @@ bool RecordValidator::fill_missing(const FieldPlan& plan, bool is_null, Value& o
     return false;
   }
   if (!is_null && plan.default_value) {
-    out = *plan.default_value;
+    out.put_value(*plan.default_value);  // converted by this field's own rules: the right kind
     return true;
   }
   if (!plan.nullable) {
@@ -1229,13 +1341,123 @@ bool RecordValidator::fill_missing(const FieldPlan& plan, bool is_null, Value& o
                                                     " and is nullable: false with no default"};
     return false;
   }
-  out = Value{};
+  // NULL: the entry already is
   return true;
 }
 
-bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view json, Value& out, Reason& why,
-                                     size_t depth) {
-  constexpr size_t kMaxDepth = 64;
+namespace {
+constexpr size_t kMaxDepth = 64;
+}  // namespace
+
+simdjson::error_code RecordValidator::read_into(const FieldPlan& plan, od::value& value, ColumnBatch::Data& out,
+                                                bool& is_null, bool& ok, Reason& why, size_t depth) {
+  is_null = false;
+  ok = true;
+  od::json_type t;
+  if (auto e = value.type().get(t)) return e;
+  if (t == od::json_type::object && plan.type == FieldType::Struct && !plan.member_keys.empty()) {
+    od::object object;
+    if (auto e = value.get_object().get(object)) return e;
+    return read_struct(plan, object, out, ok, why, depth);
+  }
+  if (t == od::json_type::array && plan.type == FieldType::List) {
+    od::array array;
+    if (auto e = value.get_array().get(array)) return e;
+    return read_list(plan, array, out, ok, why, depth);
+  }
+  Scalar s;
+  if (auto e = read_scalar(value, s, is_null)) return e;
+  if (is_null) return simdjson::SUCCESS;  // the caller applies the null rules
+  DataOut to{out};
+  ok = convert_value(plan, s, to, why, depth);
+  return simdjson::SUCCESS;
+}
+
+// One pass over the object's members in record order; the verdict is then taken in schema order, as
+// convert_nested does (first failing member names the reason; absent/null members get their default
+// or NULL). A repeated key counts once, first occurrence (at_pointer's rule); other keys are skipped.
+simdjson::error_code RecordValidator::read_struct(const FieldPlan& plan, od::object object, ColumnBatch::Data& out,
+                                                  bool& ok, Reason& why, size_t depth) {
+  ok = true;
+  if (depth >= kMaxDepth) {
+    why = Reason{"out_of_range", plan.name, "nesting deeper than 64 levels"};
+    ok = false;
+    return simdjson::SUCCESS;
+  }
+  if (member_slots_.size() <= depth) {
+    member_slots_.resize(depth + 1);
+    member_why_.resize(depth + 1);
+  }
+  const size_t n = plan.children.size();
+  member_slots_[depth].assign(n, Slot::Absent);
+  if (member_why_[depth].size() < n) member_why_[depth].resize(n);
+  out.begin_nested();
+  for (auto item : object) {
+    od::field field;
+    if (auto e = std::move(item).get(field)) return e;
+    size_t i = 0;
+    while (i < n && !(field.key() == std::string_view(plan.member_keys[i]))) ++i;
+    if (i == n || member_slots_[depth][i] != Slot::Absent) continue;  // not a member, or repeated
+    bool is_null = false, member_ok = true;
+    od::value value = field.value();
+    // member_why_[depth] is not resized below this level (deeper levels have their own vectors).
+    if (auto e = read_into(plan.children[i], value, out.children[i], is_null, member_ok, member_why_[depth][i],
+                           depth + 1))
+      return e;
+    member_slots_[depth][i] = is_null ? Slot::Null : member_ok ? Slot::Set : Slot::Failed;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const Slot slot = member_slots_[depth][i];
+    if (slot == Slot::Failed) {
+      why = std::move(member_why_[depth][i]);
+      ok = false;
+      return simdjson::SUCCESS;
+    }
+    if (slot != Slot::Set && !fill_missing(plan.children[i], slot == Slot::Null, out.children[i], why)) {
+      ok = false;
+      return simdjson::SUCCESS;
+    }
+  }
+  return simdjson::SUCCESS;
+}
+
+simdjson::error_code RecordValidator::read_list(const FieldPlan& plan, od::array array, ColumnBatch::Data& out,
+                                                bool& ok, Reason& why, size_t depth) {
+  ok = true;
+  if (depth >= kMaxDepth) {
+    why = Reason{"out_of_range", plan.name, "nesting deeper than 64 levels"};
+    ok = false;
+    return simdjson::SUCCESS;
+  }
+  out.begin_nested();
+  const FieldPlan& item = plan.children.front();
+  ColumnBatch::Data& elements = out.children[0];
+  size_t index = 0;
+  for (auto element : array) {
+    od::value value;
+    if (auto e = element.get(value)) return e;
+    elements.push_null();
+    bool is_null = false;
+    if (auto e = read_into(item, value, elements, is_null, ok, why, depth + 1)) return e;
+    if (is_null && !item.nullable) {
+      why = Reason{"type_mismatch", plan.name, "null is not allowed (nullable: false)"};
+      ok = false;
+    }
+    if (!ok) {
+      // name the element: "tags[2]" rather than "tags[]" (as convert_nested)
+      std::string at = plan.name + "[" + std::to_string(index) + "]";
+      if (why.field.rfind(item.name, 0) == 0) why.field = at + why.field.substr(item.name.size());
+      else why.field = at;
+      return simdjson::SUCCESS;
+    }
+    ++index;
+  }
+  out.end_list();
+  return simdjson::SUCCESS;
+}
+
+bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view json, ColumnBatch::Data& out,
+                                     Reason& why, size_t depth) {
   if (depth >= kMaxDepth) {
     why = Reason{"out_of_range", plan.name, "nesting deeper than 64 levels"};
     return false;
@@ -1259,15 +1481,17 @@ bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view jso
   if (auto e = nested_parsers_[depth]->iterate(buffer.data(), json.size(), buffer.size() + simdjson::SIMDJSON_PADDING)
                    .get(doc))
     return bad_json(e);
+  // Members and elements go straight into the child columns; a failure leaves partial entries, which
+  // the refused record's rollback_row() removes.
+  out.begin_nested();
   if (plan.type == FieldType::Struct) {
-    StructValue sv;
-    sv.fields.resize(plan.children.size());
     for (size_t i = 0; i < plan.children.size(); ++i) {
       const FieldPlan& child = plan.children[i];
+      ColumnBatch::Data& member = out.children[i];
       od::value v;
       simdjson::error_code e = doc.at_pointer(child.path).get(v);
       if (e == simdjson::NO_SUCH_FIELD || e == simdjson::INDEX_OUT_OF_BOUNDS || e == simdjson::INCORRECT_TYPE) {
-        if (!fill_missing(child, false, sv.fields[i], why)) return false;
+        if (!fill_missing(child, false, member, why)) return false;
         continue;
       }
       if (e) return bad_json(e);
@@ -1275,19 +1499,19 @@ bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view jso
       bool is_null = false;
       if (auto re = read_scalar(v, s, is_null)) return bad_json(re);
       if (is_null) {
-        if (!fill_missing(child, true, sv.fields[i], why)) return false;
+        if (!fill_missing(child, true, member, why)) return false;
         continue;
       }
-      if (!convert_value(child, s, sv.fields[i], why, depth + 1)) return false;
+      DataOut to{member};
+      if (!convert_value(child, s, to, why, depth + 1)) return false;
     }
-    out = std::move(sv);
     return true;
   }
   // List
   const FieldPlan& item = plan.children.front();
   od::array array;
   if (auto e = doc.get_array().get(array)) return bad_json(e);
-  ListValue lv;
+  ColumnBatch::Data& elements = out.children[0];
   size_t index = 0;
   for (auto element : array) {
     od::value v;
@@ -1295,7 +1519,7 @@ bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view jso
     Scalar s;
     bool is_null = false;
     if (auto re = read_scalar(v, s, is_null)) return bad_json(re);
-    Value x;
+    elements.push_null();
     bool ok = true;
     if (is_null) {
       if (!item.nullable) {
@@ -1303,7 +1527,8 @@ bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view jso
         ok = false;
       }
     } else {
-      ok = convert_value(item, s, x, why, depth + 1);
+      DataOut to{elements};
+      ok = convert_value(item, s, to, why, depth + 1);
     }
     if (!ok) {
       // name the element: "tags[2]" rather than "tags[]"
@@ -1312,10 +1537,9 @@ bool RecordValidator::convert_nested(const FieldPlan& plan, std::string_view jso
       else why.field = at;
       return false;
     }
-    lv.items.push_back(std::move(x));
     ++index;
   }
-  out = std::move(lv);
+  out.end_list();
   return true;
 }
 
@@ -1337,7 +1561,8 @@ Outcome RecordValidator::finish() {
   for (size_t f = 0; f < plans_.size(); ++f) {
     if (slots_[f] == Slot::Failed) return Outcome{std::nullopt, std::move(failures_[f]), std::move(unknown_)};
     if (slots_[f] == Slot::Absent || slots_[f] == Slot::Null) {
-      if (!fill_missing(plans_[f], slots_[f] == Slot::Null, values_[f], failures_[f]))
+      // The batch's cell is NULL already; only a default is written.
+      if (!fill_missing(plans_[f], slots_[f] == Slot::Null, out_->column(f), failures_[f]))
         return Outcome{std::nullopt, std::move(failures_[f]), std::move(unknown_)};
       slots_[f] = Slot::Set;
     }
@@ -1350,15 +1575,7 @@ Outcome RecordValidator::finish() {
     if (unknown_.size() > 1) detail += " (and " + std::to_string(unknown_.size() - 1) + " more unknown fields)";
     return Outcome{std::nullopt, Reason{"unknown_field", u.key, std::move(detail)}, std::move(unknown_)};
   }
-  // Room for the curator's four lineage columns (layout.h kLineageColumns), which it appends: without
-  // it every curated row was reallocated twice on the way to the sink.
-  constexpr size_t kRowSpare = 4;
-  Row row;
-  row.reserve(plans_.size() + kRowSpare);
-  row.resize(plans_.size());
-  for (size_t f = 0; f < plans_.size(); ++f)
-    if (slots_[f] == Slot::Set) row[f] = std::move(values_[f]);
-  return Outcome{std::move(row), std::nullopt, std::move(unknown_)};
+  return Outcome{std::nullopt, std::nullopt, std::move(unknown_)};
 }
 
 std::string parse_decimal(std::string_view text, bool decimal_comma, int precision, int scale, Int128& out) {

@@ -14,6 +14,7 @@
 
 #include <simdjson.h>
 
+#include "curate/column_batch.h"
 #include "curate/row.h"
 #include "definition/definition.h"
 
@@ -33,7 +34,8 @@ struct UnknownField {
 };
 
 struct Outcome {
-  std::optional<Row> row;      // set when valid
+  std::optional<Row> row;      // set when valid (the Row-returning apply() only; "row is set" below
+                               // means valid() for the batch entry points)
   std::optional<Reason> reason;
   // Unknown top-level keys, in record order. Filled only when schema.evolution != Ignore.
   //   Freeze / DiscardRow: row is unset and reason is unknown_field (naming the first key) when the
@@ -41,6 +43,7 @@ struct Outcome {
   //   DiscardValue: row is set; each unknown value is to be dead-lettered (reason unknown_field).
   //   Evolve: row is set; the caller turns them into new columns (see evolved_row()).
   std::vector<UnknownField> unknown;
+  bool valid() const { return !reason; }  // the record gave a row (Row or batch entry point)
 };
 
 namespace schema_detail {
@@ -65,6 +68,10 @@ struct FieldPlan {
   int precision = 0, scale = 0;      // Decimal
   std::vector<std::string> values;   // Enum
   std::vector<FieldPlan> children;   // Struct: its fields; List: one element plan
+  // Struct: each field's pointer as its one key (raw, compared as simdjson's at_pointer does), so the
+  // struct is read in place from the record; empty when a pointer has several segments or two fields
+  // share a key (the struct is then re-read from its JSON text).
+  std::vector<std::string> member_keys;
   std::string from_param;            // top-level: the value comes from set_params(), not the record
 };
 // One JSON-pointer segment; the schema's pointers form a tree walked once per record.
@@ -93,6 +100,12 @@ class RecordValidator {
   // The record as an on-demand value already positioned by the caller's parser. The value is
   // consumed (iterated to its end) unless it is not an object.
   Outcome apply(simdjson::ondemand::value record);
+  // The same, writing a valid record straight into `batch` as a new last row: columns [0, fields) are
+  // the schema's fields in order, any further column (lineage) is left NULL for the caller to set. An
+  // invalid record leaves the batch as it was. outcome.row stays unset. The Row-returning overloads
+  // above are these into a one-row scratch batch (one conversion path).
+  Outcome apply(std::string_view record_json, ColumnBatch& batch);
+  Outcome apply(simdjson::ondemand::value record, ColumnBatch& batch);
   const Schema& schema() const { return schema_; }
   // The extraction's request params (the message's `params` attribute) that from_param fields take;
   // set once per message before apply(). A param not given is absent for its field.
@@ -101,11 +114,24 @@ class RecordValidator {
  private:
   struct Scalar;
   static simdjson::error_code read_scalar(simdjson::ondemand::value& value, Scalar& s, bool& is_null);
-  static bool fill_missing(const schema_detail::FieldPlan& plan, bool is_null, Value& out, Reason& why);
-  bool convert_value(const schema_detail::FieldPlan& plan, const Scalar& s, Value& out, Reason& why, size_t depth);
-  bool convert_nested(const schema_detail::FieldPlan& plan, std::string_view json, Value& out, Reason& why,
-                      size_t depth);
-  Outcome apply_object(simdjson::ondemand::object object);
+  // An absent or null value: the default into `out`'s last entry (NULL already), or the reason.
+  static bool fill_missing(const schema_detail::FieldPlan& plan, bool is_null, ColumnBatch::Data& out, Reason& why);
+  // Out: where a converted value goes (a Value, or a cell of the batch being written); schema.cpp.
+  template <typename Out>
+  bool convert_value(const schema_detail::FieldPlan& plan, const Scalar& s, Out& out, Reason& why, size_t depth);
+  // Struct and list values read in place from the record's on-demand value (no re-parse), by the same
+  // rules as convert_nested: `ok` false and `why` set when refused; an error is malformed JSON.
+  simdjson::error_code read_into(const schema_detail::FieldPlan& plan, simdjson::ondemand::value& value,
+                                 ColumnBatch::Data& out, bool& is_null, bool& ok, Reason& why, size_t depth);
+  simdjson::error_code read_struct(const schema_detail::FieldPlan& plan, simdjson::ondemand::object object,
+                                   ColumnBatch::Data& out, bool& ok, Reason& why, size_t depth);
+  simdjson::error_code read_list(const schema_detail::FieldPlan& plan, simdjson::ondemand::array array,
+                                 ColumnBatch::Data& out, bool& ok, Reason& why, size_t depth);
+  // A struct/list value (its JSON text) into `out`'s last entry and its child columns.
+  bool convert_nested(const schema_detail::FieldPlan& plan, std::string_view json, ColumnBatch::Data& out,
+                      Reason& why, size_t depth);
+  Outcome apply_text(std::string_view record_json);
+  Outcome apply_value(simdjson::ondemand::value record);
   simdjson::error_code walk_object(simdjson::ondemand::object object, uint32_t node);
   simdjson::error_code walk_array(simdjson::ondemand::array array, uint32_t node);
   simdjson::error_code visit(simdjson::ondemand::value& value, uint32_t node);
@@ -120,7 +146,10 @@ class RecordValidator {
   // Per-record scratch, reused to avoid allocations.
   enum class Slot : uint8_t { Absent, Null, Set, Failed };
   std::vector<Slot> slots_;
-  std::vector<Value> values_;
+  std::vector<std::vector<Slot>> member_slots_;   // read_struct's per-member state, one per nesting level
+  std::vector<std::vector<Reason>> member_why_;
+  ColumnBatch* out_ = nullptr;   // the batch the record in progress is written to (its last row)
+  ColumnBatch scratch_;          // the Row-returning apply()'s one-row batch
   std::vector<Reason> failures_;
   std::vector<uint8_t> visited_;
   std::vector<UnknownField> unknown_;
