@@ -1,5 +1,6 @@
 #include "api/api.h"
 
+#include "api/json_write.h"
 #include "api/openapi.h"
 #include "api/static_files.h"
 
@@ -24,14 +25,12 @@ ServerResponse json_response(int status, const json::value& v) {
   return r;
 }
 
-std::string iso_time(int64_t us) {
-  return fmt::format("{:%FT%T}Z", std::chrono::sys_time<std::chrono::microseconds>(std::chrono::microseconds(us)));
-}
-
-// Parses a request body as a JSON object or returns a 400 problem.
-std::optional<json::object> parse_object(const std::string& body, ServerResponse& error) {
+// Parses a request body as a JSON object or returns a 400 problem. The DOM lives in `storage`
+// (e.g. a monotonic resource on the caller's stack: no heap allocation for a small body).
+std::optional<json::object> parse_object(const std::string& body, ServerResponse& error,
+                                         json::storage_ptr storage = {}) {
   json::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::value v = json::parse(body, ec, std::move(storage));
   if (ec) {
     error = problem(400, "Bad Request", "request body is not valid JSON: " + ec.message());
     return std::nullopt;
@@ -63,7 +62,7 @@ json::value typed_cell(const std::optional<std::string>& text, const std::string
   return json::string(*text);
 }
 
-json::object extraction_json(const Extraction& e, Ledger& ledger);
+void append_extraction_json(std::string& out, const Extraction& e, Ledger& ledger);
 
 }  // namespace
 
@@ -152,7 +151,8 @@ ServerResponse Api::handle(const ServerRequest& request) {
     if (!authorized(request)) return unauthorized();
     std::promise<ServerResponse> answer;
     auto answered = answer.get_future();
-    if (auto r = create_extraction(request, [&answer](ServerResponse r) { answer.set_value(std::move(r)); })) return *r;
+    Responder accepted = [&answer](ServerResponse r) { answer.set_value(std::move(r)); };
+    if (auto r = create_extraction(request, accepted)) return *r;
     return answered.get();
   }
   if (path == "/v1/status") {
@@ -193,9 +193,12 @@ void Api::handle_async(const ServerRequest& request, Responder reply) {
   reply(handle(request));
 }
 
-std::optional<ServerResponse> Api::create_extraction(const ServerRequest& request, const Responder& accepted) {
+std::optional<ServerResponse> Api::create_extraction(const ServerRequest& request, Responder& accepted) {
   ServerResponse error;
-  auto body = parse_object(request.body, error);
+  // The body's DOM is read here only: a stack buffer holds it (a larger body spills to the heap).
+  unsigned char dom_buffer[4096];
+  json::monotonic_resource dom_storage(dom_buffer, sizeof dom_buffer);
+  auto body = parse_object(request.body, error, &dom_storage);
   if (!body) return error;
 
   auto* source_v = body->if_contains("source");
@@ -274,12 +277,21 @@ std::optional<ServerResponse> Api::create_extraction(const ServerRequest& reques
     return problem(409, "Conflict", e.what());
   }
   // The 202 is built now (cheap, on the io thread) and sent once the row is committed.
-  json::object body202{{"id", prepared.record.id}, {"status", "queued"}};
-  if (prepared.incremental_from) body202["incremental_from"] = *prepared.incremental_from;
-  auto r = json_response(202, std::move(body202));
+  ServerResponse r;
+  r.status = 202;
+  r.body.reserve(96);
+  r.body += "{\"id\":";
+  json_write::string(r.body, prepared.record.id);
+  r.body += ",\"status\":\"queued\"";
+  if (prepared.incremental_from) {
+    r.body += ",\"incremental_from\":";
+    json_write::string(r.body, *prepared.incremental_from);
+  }
+  r.body += '}';
   r.headers.emplace_back("Location", "/v1/extractions/" + prepared.record.id);
   deps_.extractions->submit_async(
-      std::move(prepared.record), [accepted, r = std::move(r)](bool ok, const std::string& error) mutable {
+      std::move(prepared.record),
+      [accepted = std::move(accepted), r = std::move(r)](bool ok, const std::string& error) mutable {
         if (ok) return accepted(std::move(r));
         if (error.empty()) return accepted(problem(503, "Service Unavailable", "too many queued extractions; retry later"));
         // The store's message stays in the log; the client learns only that nothing was recorded.
@@ -292,7 +304,10 @@ std::optional<ServerResponse> Api::create_extraction(const ServerRequest& reques
 ServerResponse Api::get_extraction(const std::string& id) {
   auto e = deps_.store->get(id);
   if (!e) return problem(404, "Not Found", "no such extraction: " + id);
-  return json_response(200, extraction_json(*e, *deps_.ledger));
+  ServerResponse r;
+  r.body.reserve(384);
+  append_extraction_json(r.body, *e, *deps_.ledger);
+  return r;
 }
 
 ServerResponse Api::list_extractions(const ServerRequest& request) {
@@ -303,9 +318,16 @@ ServerResponse Api::list_extractions(const ServerRequest& request) {
     limit = digits ? std::stoul(l) : 0;
     if (limit < 1 || limit > 100) return problem(400, "Bad Request", "limit must be an integer 1..100");
   }
-  json::array items;
-  for (const auto& e : deps_.store->recent(limit)) items.push_back(extraction_json(e, *deps_.ledger));
-  return json_response(200, json::object{{"extractions", std::move(items)}});
+  ServerResponse r;
+  r.body = "{\"extractions\":[";
+  bool first = true;
+  for (const auto& e : deps_.store->recent(limit)) {
+    if (!first) r.body += ',';
+    first = false;
+    append_extraction_json(r.body, e, *deps_.ledger);
+  }
+  r.body += "]}";
+  return r;
 }
 
 ServerResponse Api::status() {
@@ -331,23 +353,56 @@ ServerResponse Api::status() {
 }
 
 namespace {
-// One extraction as GET /v1/extractions/{id} shows it (also each item of GET /v1/extractions).
-json::object extraction_json(const Extraction& e, Ledger& ledger) {
+// One extraction as GET /v1/extractions/{id} shows it (also each item of GET /v1/extractions),
+// written as text: the same bytes a json::object of these members would serialise to.
+void append_extraction_json(std::string& out, const Extraction& e, Ledger& ledger) {
+  namespace jw = json_write;
   auto curated = ledger.counts("curate", e.id);
-  json::object o{{"id", e.id},
-                 {"source", e.source},
-                 {"endpoint", e.endpoint},
-                 {"params", json::parse(e.params_json)},
-                 {"status", e.status},
-                 {"pages", e.pages},
-                 {"records", e.records},
-                 {"bytes", e.bytes},
-                 {"curated", curated.rows},
-                 {"deadlettered", curated.deadlettered},
-                 {"created_at", iso_time(e.created_us)}};
-  if (e.finished_us) o["finished_at"] = iso_time(e.finished_us);
-  if (!e.error.empty()) o["error"] = e.error;
-  return o;
+  out += '{';
+  jw::key(out, "id");
+  jw::string(out, e.id);
+  out += ',';
+  jw::key(out, "source");
+  jw::string(out, e.source);
+  out += ',';
+  jw::key(out, "endpoint");
+  jw::string(out, e.endpoint);
+  out += ',';
+  jw::key(out, "params");
+  // Stored as compact JSON by ExtractionService::prepare: copied, not re-parsed.
+  out += e.params_json.empty() ? std::string_view("{}") : std::string_view(e.params_json);
+  out += ',';
+  jw::key(out, "status");
+  jw::string(out, e.status);
+  out += ',';
+  jw::key(out, "pages");
+  jw::integer(out, e.pages);
+  out += ',';
+  jw::key(out, "records");
+  jw::integer(out, e.records);
+  out += ',';
+  jw::key(out, "bytes");
+  jw::integer(out, e.bytes);
+  out += ',';
+  jw::key(out, "curated");
+  jw::integer(out, curated.rows);
+  out += ',';
+  jw::key(out, "deadlettered");
+  jw::integer(out, curated.deadlettered);
+  out += ',';
+  jw::key(out, "created_at");
+  jw::iso_time(out, e.created_us);
+  if (e.finished_us) {
+    out += ',';
+    jw::key(out, "finished_at");
+    jw::iso_time(out, e.finished_us);
+  }
+  if (!e.error.empty()) {
+    out += ',';
+    jw::key(out, "error");
+    jw::string(out, e.error);
+  }
+  out += '}';
 }
 }  // namespace
 

@@ -52,8 +52,8 @@ class Api {
  private:
   ServerResponse sources();
   // A response now (an invalid request), or nullopt when the extraction was handed to the store and
-  // `accepted` will answer (202, or 503/500 when it cannot be queued or stored).
-  std::optional<ServerResponse> create_extraction(const ServerRequest& request, const Responder& accepted);
+  // `accepted` (moved from then) will answer (202, or 503/500 when it cannot be queued or stored).
+  std::optional<ServerResponse> create_extraction(const ServerRequest& request, Responder& accepted);
   ServerResponse get_extraction(const std::string& id);
   ServerResponse list_extractions(const ServerRequest& request);
   ServerResponse status();

@@ -1,5 +1,7 @@
 #include "api/extraction_service.h"
 
+#include "api/json_write.h"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
@@ -13,6 +15,20 @@ namespace {
 // RFC 3339 UTC with microseconds, e.g. 2026-11-26T08:53:47.123456Z.
 std::string rfc3339(int64_t us) {
   return fmt::format("{:%FT%T}Z", std::chrono::sys_time<std::chrono::microseconds>(std::chrono::microseconds(us)));
+}
+
+// Params as a compact JSON object, keys in order (the bytes boost::json::serialize makes of the same
+// object, without building it).
+std::string params_to_json(const Params& params) {
+  std::string out = "{";
+  for (const auto& [k, v] : params) {
+    if (out.size() > 1) out += ',';
+    json_write::string(out, k);
+    out += ':';
+    json_write::string(out, v);
+  }
+  out += '}';
+  return out;
 }
 
 Params params_from_json(const std::string& text) {
@@ -69,19 +85,27 @@ ExtractionService::NewExtraction ExtractionService::prepare(const Source& source
       out.incremental_from = *v;
     }
   }
-  // 128 random bits, hex: unguessable, so ids can be handed out without leaking others' extractions.
-  thread_local std::mt19937_64 rng{std::random_device{}()};
   Extraction& ex = out.record;
-  ex.id = fmt::format("{:016x}{:016x}", rng(), rng());
-  ex.source = source.name;
-  ex.endpoint = endpoint.name;
-  boost::json::object pj;
-  for (const auto& [k, v] : params) pj[k] = v;
-  ex.params_json = boost::json::serialize(pj);
-  ex.status = "queued";
   ex.created_us = std::chrono::duration_cast<std::chrono::microseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
+  // 32 hex digits: the creation time in milliseconds (48 bits), then 80 random bits. Unguessable (80
+  // random bits), so ids can be handed out without leaking others' extractions, and increasing, so
+  // the rows of one group commit land on the last pages of the primary-key index (fully random ids
+  // put each row on its own page: one more page written to the WAL per row).
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  ex.id.resize(32);
+  auto put = [&ex](std::size_t at, std::size_t digits, uint64_t bits) {
+    for (std::size_t i = at + digits; i-- > at; bits >>= 4) ex.id[i] = kHex[bits & 0xf];
+  };
+  put(0, 12, static_cast<uint64_t>(ex.created_us / 1000));
+  put(12, 4, rng());
+  put(16, 16, rng());
+  ex.source = source.name;
+  ex.endpoint = endpoint.name;
+  ex.params_json = params_to_json(params);
+  ex.status = "queued";
   return out;
 }
 
@@ -209,15 +233,17 @@ void ExtractionService::run_one(const std::string& id, Fetcher& fetcher) {
   // The validated params travel with each page (compact JSON) for schema fields that take one
   // (docs/schema.md "from_param"). Left out above Pub/Sub's 1024-byte attribute limit: such fields are
   // then absent (NULL, or dead-lettered as missing_required), never a failed publish.
-  boost::json::object params_object;
-  for (const auto& [k, v] : params) params_object[k] = v;
-  std::string params_json = boost::json::serialize(params_object);
+  std::string params_json = params_to_json(params);
   if (params_json.size() > 1024) {
     spdlog::warn("extraction {}: params are {} bytes as JSON, above the 1024-byte attribute limit; not attached",
                  id, params_json.size());
     params_json.clear();
   }
   std::optional<std::string> highest;  // incremental endpoints: the highest cursor value fetched
+  // A published page's counts are written with the next store write of this extraction (the next
+  // page's, or finish's): the last page and the end are one write. Progress lags one page meanwhile;
+  // after a crash the extraction runs again from page 1 with its counts reset, so none is lost.
+  std::optional<ExtractionStore::PageCounts> unwritten;
   try {
     int pages = fetcher.run(*source, *endpoint, params, [&](Page&& page) {
       OutMessage m;
@@ -236,20 +262,31 @@ void ExtractionService::run_one(const std::string& id, Fetcher& fetcher) {
       if (page.max_cursor && (!highest || cursor_less(*highest, *page.max_cursor))) highest = page.max_cursor;
       if (observer_) observer_(id, *endpoint, page);
       m.data = std::move(page.body);
+      if (unwritten) store_.add_page(id, unwritten->records, unwritten->bytes);
+      unwritten.reset();
       publish_grouped(std::move(m));
-      store_.add_page(id, records, bytes);
+      unwritten = ExtractionStore::PageCounts{records, bytes};
     });
     // Saved only when every page was fetched and published: a failed extraction leaves the state
     // where it was, so the next incremental run asks for the same range again.
     if (endpoint->incremental && highest)
       store_.save_incremental_state(source->name, endpoint->name, incremental_key(*endpoint, params), *highest,
                                     cursor_less);
-    store_.finish(id, true, "");
+    store_.finish(id, true, "", unwritten);
     // Debug, not info: at hundreds of extractions a second a line each is a cost; failures stay warn.
     spdlog::debug("extraction {} ({}.{}) succeeded: {} pages", id, source->name, endpoint->name, pages);
   } catch (const FetchError& ex) {
-    store_.finish(id, false, ex.what());
+    store_.finish(id, false, ex.what(), unwritten);
     spdlog::warn("extraction {} ({}.{}) failed: {}", id, source->name, endpoint->name, ex.what());
+  } catch (...) {
+    // worker() fails the extraction; the page published last still counts.
+    if (unwritten) {
+      try {
+        store_.add_page(id, unwritten->records, unwritten->bytes);
+      } catch (...) {
+      }
+    }
+    throw;
   }
 }
 

@@ -11,6 +11,9 @@
 namespace apilake {
 namespace {
 
+// WAL frames after which a checkpoint is asked for (SQLite's default autocheckpoint threshold).
+constexpr int kCheckpointFrames = 1000;
+
 int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -114,8 +117,55 @@ ExtractionStore::ExtractionStore(const std::filesystem::path& db_file) {
   prepare("UPDATE extractions SET status = 'running' WHERE id = ?", &running_stmt_);
   prepare("UPDATE extractions SET pages = pages + 1, records = records + ?, bytes = bytes + ? WHERE id = ?",
           &page_stmt_);
-  prepare("UPDATE extractions SET status = ?, error = ?, finished_us = ? WHERE id = ?", &finish_stmt_);
+  prepare("UPDATE extractions SET status = ?, error = ?, finished_us = ?, pages = pages + ?, records = records + ?,"
+          " bytes = bytes + ? WHERE id = ?",
+          &finish_stmt_);
+  // Checkpoints run on their own connection and thread instead of inside the commit that crosses the
+  // threshold (SQLite's autocheckpoint): the writer, and the answers waiting for it, never wait for
+  // the checkpoint's fsyncs. The WAL hook replaces the autocheckpoint.
+  if (sqlite3_open(db_file.c_str(), &checkpoint_db_) != SQLITE_OK) {
+    std::string msg = checkpoint_db_ ? sqlite3_errmsg(checkpoint_db_) : "out of memory";
+    sqlite3_close(checkpoint_db_);
+    for (auto* st : {insert_stmt_, get_stmt_, running_stmt_, page_stmt_, finish_stmt_}) sqlite3_finalize(st);
+    sqlite3_close(db_);
+    throw std::runtime_error("cannot open " + db_file.string() + ": " + msg);
+  }
+  sqlite3_busy_timeout(checkpoint_db_, 5000);
+  sqlite3_exec(checkpoint_db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
+  sqlite3_wal_hook(
+      db_,
+      [](void* self, sqlite3*, const char*, int frames) {
+        if (frames >= kCheckpointFrames) static_cast<ExtractionStore*>(self)->request_checkpoint();
+        return SQLITE_OK;
+      },
+      this);
+  checkpointer_ = std::thread([this] { checkpointer(); });
   writer_ = std::thread([this] { writer(); });
+}
+
+void ExtractionStore::request_checkpoint() {
+  {
+    std::lock_guard lock(checkpoint_mu_);
+    checkpoint_wanted_ = true;
+  }
+  checkpoint_cv_.notify_one();
+}
+
+void ExtractionStore::checkpointer() {
+  std::unique_lock lock(checkpoint_mu_);
+  for (;;) {
+    checkpoint_cv_.wait(lock, [&] { return checkpoint_closing_ || checkpoint_wanted_; });
+    if (checkpoint_closing_) return;
+    checkpoint_wanted_ = false;
+    lock.unlock();
+    // PASSIVE: copies what no reader still needs, never blocks the writer; the next threshold
+    // crossing asks again for the rest.
+    // (BUSY: another connection is checkpointing this file right now.)
+    const int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+      spdlog::warn("extraction store: checkpoint failed: {}", sqlite3_errmsg(checkpoint_db_));
+    lock.lock();
+  }
 }
 
 ExtractionStore::~ExtractionStore() {
@@ -125,6 +175,13 @@ ExtractionStore::~ExtractionStore() {
   }
   commit_cv_.notify_all();
   writer_.join();  // answers every queued insert first
+  {
+    std::lock_guard lock(checkpoint_mu_);
+    checkpoint_closing_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  checkpointer_.join();
+  sqlite3_close(checkpoint_db_);
   for (auto* st : {insert_stmt_, get_stmt_, running_stmt_, page_stmt_, finish_stmt_}) sqlite3_finalize(st);
   sqlite3_close(db_);
 }
@@ -139,11 +196,14 @@ void ExtractionStore::exec(const std::string& sql) {
 }
 
 void ExtractionStore::enqueue(PendingWrite w) {
+  bool first;
   {
     std::lock_guard lock(commit_mu_);
+    first = pending_.empty();
     pending_.push_back(std::move(w));
   }
-  commit_cv_.notify_one();
+  // The writer waits only while nothing is pending: whoever queued the first write woke it already.
+  if (first) commit_cv_.notify_one();
 }
 
 void ExtractionStore::write_and_wait(PendingWrite w) {
@@ -222,7 +282,10 @@ void ExtractionStore::commit_batch(std::vector<PendingWrite>& batch) {
         text(s, 1, e.status);
         text(s, 2, e.error);
         sqlite3_bind_int64(s, 3, e.finished_us);
-        text(s, 4, e.id);
+        sqlite3_bind_int64(s, 4, e.pages);
+        sqlite3_bind_int64(s, 5, e.records);
+        sqlite3_bind_int64(s, 6, e.bytes);
+        text(s, 7, e.id);
         break;
     }
     const int rc = sqlite3_step(s);
@@ -276,9 +339,15 @@ void ExtractionStore::reset_progress(const std::string& id) {
       .step();
 }
 
-void ExtractionStore::finish(const std::string& id, bool ok, const std::string& error) {
+void ExtractionStore::finish(const std::string& id, bool ok, const std::string& error,
+                             const std::optional<PageCounts>& last_page) {
   PendingWrite w{PendingWrite::Kind::Finish, {}, {}, {}};
   w.row.id = id;
+  if (last_page) {
+    w.row.pages = 1;
+    w.row.records = last_page->records;
+    w.row.bytes = last_page->bytes;
+  }
   w.row.status = ok ? "succeeded" : "failed";
   w.row.error = error;
   w.row.finished_us = now_us();

@@ -55,7 +55,15 @@ class ExtractionStore {
   // Resets progress counters (an interrupted extraction runs again from page 1; the bus drops the
   // pages it already has by their dedup key).
   void reset_progress(const std::string& id);
-  void finish(const std::string& id, bool ok, const std::string& error);
+  // A page's counts (add_page's arguments).
+  struct PageCounts {
+    int64_t records = 0;
+    int64_t bytes = 0;
+  };
+  // `last_page`: that page is added (as add_page would) in the same write — an extraction's last page
+  // and its end are one commit.
+  void finish(const std::string& id, bool ok, const std::string& error,
+              const std::optional<PageCounts>& last_page = std::nullopt);
   std::vector<Extraction> unfinished();             // queued or running, oldest first
   std::vector<Extraction> recent(std::size_t limit);  // any status, newest first (GET /v1/extractions)
 
@@ -71,7 +79,8 @@ class ExtractionStore {
  private:
   void exec(const std::string& sql);
   // One write queued for the group-commit writer: an insert of `row`, or an update of row.id
-  // (Page: += row.records/bytes; Finish: row.status, row.error, row.finished_us).
+  // (Page: += row.records/bytes; Finish: row.status, row.error, row.finished_us, and += row.pages/
+  // records/bytes).
   struct PendingWrite {
     enum class Kind { Insert, Running, Page, Finish };
     Kind kind = Kind::Insert;
@@ -97,6 +106,15 @@ class ExtractionStore {
   std::vector<PendingWrite> pending_;
   bool closing_ = false;
   std::thread writer_;
+  // WAL checkpoints, off the writer's path: its own connection and thread, woken by the WAL hook.
+  void request_checkpoint();
+  void checkpointer();
+  sqlite3* checkpoint_db_ = nullptr;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;
+  bool checkpoint_closing_ = false;
+  std::thread checkpointer_;
 };
 
 }  // namespace apilake

@@ -1,6 +1,9 @@
-// A small HTTP/1.1 server on Boost.Beast/Asio: keep-alive, a body size cap, a thread pool running
-// one io_context. Knows nothing of routes: every request goes to the Handler. Used by the API and by
+// A small HTTP/1.1 server on Boost.Beast/Asio: keep-alive, a body size cap, one io thread per
+// `threads`, each running its own io_context (a connection stays on one thread: no strands, no
+// shared epoll). Knows nothing of routes: every request goes to the Handler. Used by the API and by
 // the demo/test replay of recorded upstream responses.
+// Per request it allocates next to nothing: the request is parsed into the connection's reused
+// buffers, and the answer goes out as one preformatted head plus the body in one write (TCP_NODELAY).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,15 +15,19 @@
 
 namespace apilake {
 
+// One request, valid for the handler call only (the connection reuses its storage for the next
+// request): an asynchronous handler copies what its later answer needs.
 struct ServerRequest {
   std::string method;                                      // "GET", "POST", ...
   std::string target;                                      // path + query, as sent
   std::string path;                                        // decoded path, no query
   std::vector<std::pair<std::string, std::string>> query;  // decoded query parameters, in order
-  std::vector<std::pair<std::string, std::string>> headers; // names lower-cased
+  // The header fields as received (names as sent: look them up with header(), which ignores case).
+  // Views into the connection's buffer, valid like the request itself.
+  std::vector<std::pair<std::string_view, std::string_view>> headers;
   std::string body;
   std::string remote;                                      // peer "address:port" (one per connection)
-  std::string header(std::string_view name) const;         // "" when absent
+  std::string header(std::string_view name) const;         // "" when absent; name in any case
   std::string query_param(std::string_view name) const;    // "" when absent
 };
 

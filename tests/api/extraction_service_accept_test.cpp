@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -70,6 +71,36 @@ TEST(ExtractionServiceAccept, AcceptOnlyInstanceRecordsBeyondTheQueueLimitAndRun
   auto waiting = store.unfinished();
   ASSERT_EQ(waiting.size(), 5u);
   for (const auto& e : waiting) EXPECT_EQ(e.status, "queued");
+}
+
+// prepare(): 32 lowercase hex digits, the first 12 the creation time in milliseconds (so the ids of
+// consecutive extractions increase), the rest random (no two alike); the params as compact JSON.
+TEST(ExtractionServiceAccept, PreparedIdsAreHexTimeOrderedAndDistinct) {
+  TempDir dir;
+  std::vector<Source> sources;
+  ExtractionStore store(dir.path / "extractions.db");
+  SqliteBus bus(dir.path / "bus.db");
+  ExtractionServiceOptions options;
+  options.workers = 0;
+  ExtractionService svc(sources, store, bus, options);
+  Source source;
+  source.name = "gh";
+  Endpoint endpoint;
+  endpoint.name = "issues";
+  std::set<std::string> ids;
+  std::string previous;
+  for (int i = 0; i < 500; ++i) {
+    auto prepared = svc.prepare(source, endpoint, {{"repo", "a\"b"}, {"state", "open"}}, false);
+    const std::string& id = prepared.record.id;
+    ASSERT_EQ(id.size(), 32u) << id;
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+    EXPECT_EQ(std::stoull(id.substr(0, 12), nullptr, 16), static_cast<uint64_t>(prepared.record.created_us / 1000));
+    EXPECT_GE(id.substr(0, 12), previous.substr(0, std::min<std::size_t>(12, previous.size())));
+    EXPECT_EQ(prepared.record.params_json, R"({"repo":"a\"b","state":"open"})");
+    previous = id;
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 500u);
 }
 
 TEST(ExtractionServiceAccept, WithWorkersTheQueueLimitRefusesAndTheRowsRun) {

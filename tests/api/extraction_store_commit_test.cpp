@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -140,6 +141,50 @@ TEST(ExtractionStoreCommit, ConcurrentProgressUpdatesAreDurableWhenTheyReturn) {
     EXPECT_GT(e->finished_us, 0);
   }
   EXPECT_TRUE(reopened.unfinished().empty());
+}
+
+// Checkpoints happen off the writer's path, but they happen: once the WAL passes the threshold the
+// committed pages reach the database file itself while the store is open.
+TEST(ExtractionStoreCommit, TheWalIsCheckpointedInTheBackground) {
+  TempDir dir;
+  const fs::path db = dir.path / "extractions.db";
+  ExtractionStore store(db);
+  const auto initial = fs::file_size(db);
+  for (int i = 0; i < 1500; ++i) store.insert(row("w" + std::to_string(i)));  // ~1 WAL frame or more each
+  bool grown = false;
+  for (int i = 0; i < 500 && !grown; ++i) {
+    grown = fs::file_size(db) > initial + 64 * 1024;
+    if (!grown) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(grown) << "database file still " << fs::file_size(db) << " bytes";
+  EXPECT_TRUE(store.get("w1499"));
+}
+
+// finish() with the last page's counts: one write adds the page and ends the extraction, durable
+// when it returns; without them it changes no counter.
+TEST(ExtractionStoreCommit, FinishWithTheLastPageAddsItInTheSameWrite) {
+  TempDir dir;
+  const fs::path db = dir.path / "extractions.db";
+  ExtractionStore store(db);
+  store.insert(row("p"));
+  store.set_running("p");
+  store.add_page("p", 7, 700);
+  store.finish("p", true, "", ExtractionStore::PageCounts{3, 300});
+  store.insert(row("q"));
+  store.finish("q", false, "upstream said 500");
+  ExtractionStore other(db);
+  auto p = other.get("p");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->status, "succeeded");
+  EXPECT_EQ(p->pages, 2);
+  EXPECT_EQ(p->records, 10);
+  EXPECT_EQ(p->bytes, 1000);
+  auto q = other.get("q");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->status, "failed");
+  EXPECT_EQ(q->error, "upstream said 500");
+  EXPECT_EQ(q->pages, 0);
+  EXPECT_EQ(q->records, 0);
 }
 
 }  // namespace

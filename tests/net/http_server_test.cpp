@@ -185,6 +185,57 @@ TEST(HttpServer, PipelinedKeepAliveRequestsAndHttp10Close) {
   EXPECT_EQ(once.rfind("HTTP/1.0 200", 0), 0u) << once;
 }
 
+// A connection reuses its request storage: the second request must see none of the first's header
+// fields or body; header lookup ignores case; escapes in the path are decoded.
+TEST(HttpServer, KeptAliveConnectionStartsEachRequestClean) {
+  RouteServer srv;
+  auto out = raw_exchange(srv.port(),
+                          "POST /echo/a HTTP/1.1\r\nHost: x\r\nx-CuStOm: one\r\nContent-Length: 5\r\n\r\nhello"
+                          "POST /echo/b%20c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+                          "GET /echo/d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const auto first = out.find("path=/echo/a\n");
+  const auto second = out.find("path=/echo/b c\n");
+  const auto third = out.find("path=/echo/d\n");
+  ASSERT_NE(first, std::string::npos) << out;
+  ASSERT_NE(second, std::string::npos) << out;
+  ASSERT_NE(third, std::string::npos) << out;
+  EXPECT_LT(first, second);
+  EXPECT_LT(second, third);
+  EXPECT_NE(out.find("x-custom=one\nbody=hello\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("x-custom=\nbody=abcde\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("x-custom=\nbody=\n", third), std::string::npos) << out;
+  // Three answers, each framed by its Content-Length; the last one announces the close.
+  std::size_t answers = 0;
+  for (auto at = out.find("HTTP/1.1 200 OK\r\n"); at != std::string::npos; at = out.find("HTTP/1.1 200 OK\r\n", at + 1))
+    ++answers;
+  EXPECT_EQ(answers, 3u) << out;
+  const auto close = out.find("Connection: close\r\n");
+  EXPECT_GT(close, second) << out;
+  EXPECT_LT(close, third) << out;
+}
+
+// The response head is the server's: the status line with its reason, Server, the handler's
+// Content-Type and fields, Content-Length — and no body nor length for the statuses that have none.
+TEST(HttpServer, ResponseFramingPerStatus) {
+  HttpServer server({.host = "127.0.0.1", .port = 0}, [](const ServerRequest& r) {
+    ServerResponse out{.status = std::stoi(r.path.substr(1)), .content_type = "text/plain", .body = "body"};
+    out.headers = {{"X-One", "1"}, {"Content-Length", "999"}, {"connection", "upgrade"}};
+    return out;
+  });
+  server.start();
+  auto ok = raw_exchange(server.port(), "GET /201 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(ok, "HTTP/1.1 201 Created\r\nServer: apilake\r\nContent-Type: text/plain\r\nX-One: 1\r\n"
+                "Connection: close\r\nContent-Length: 4\r\n\r\nbody");
+  auto none = raw_exchange(server.port(), "GET /204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(none, "HTTP/1.1 204 No Content\r\nServer: apilake\r\nContent-Type: text/plain\r\nX-One: 1\r\n"
+                  "Connection: close\r\n\r\n");
+  auto http10 = raw_exchange(server.port(), "GET /200 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(http10.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << http10;
+  EXPECT_NE(http10.find("Connection: keep-alive\r\n"), std::string::npos) << http10;
+  server.stop();
+}
+
 TEST(HttpServer, AbsoluteFormTarget) {
   RouteServer srv;
   auto out = raw_exchange(srv.port(), "GET http://127.0.0.1/echo/p?a=%41 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
