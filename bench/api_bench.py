@@ -3,7 +3,7 @@
 measured side by side in the same run on the same cores (issue 7, item 3).
 
   /usr/bin/python3 bench/api_bench.py [--apilake build/apilake] [--duration 5] [--runs 3] [--full-posts 3000]
-                                      [--before OTHER_APILAKE]
+                                      [--before OTHER_APILAKE] [--bus sqlite,pubsub]
 
 --before: a second apilake binary (e.g. the last commit's) measured in the same run, scenario by
 scenario right after --apilake, against the same anchor figure: a before/after that the machine's
@@ -18,6 +18,13 @@ Scenarios (wrk -t2, as shared/notes/performance.md measured the anchor):
            request (wrk -c 16, its extractions/s = its req/s); apilake accepts and runs them on its
            fetch workers: a batch of --full-posts POSTs, extractions/s = batch / (first created ..
            last finished); its p50/p99 are those of the accepting POSTs.
+--bus pubsub (or sqlite,pubsub): the full flow also (or only) with `apilake serve` publishing to the
+  Pub/Sub emulator (started here, JVM warmed up first), plus the emulator's own ceiling: raw REST
+  publishes of 21 KB messages (the same page) in batches of 1, 10 and 100 on 2 keep-alive connections
+  (apilake's publish_threads) to a topic with two subscriptions (as apilake's), --duration s each, and
+  the emulator's CPU (its process tree) during both. The full flow runs with pubsub.ordering true (the
+  default: one publish request per topic in flight) and false (the publisher's threads concurrently). Printed as a
+  separate table (`PUBSUB` lines); no anchor row (the anchor publishes to SQLite only).
 Per scenario: the median run (by req/s) of --runs, after a warm-up. CPU per request = utime+stime
 delta of the server process tree (/proc/<pid>/stat) / requests served; wrk and the replay excluded.
 Output: a table, and one machine-readable line per row:
@@ -222,7 +229,11 @@ def main():
     ap.add_argument("--fetch-workers", type=int, default=32)
     ap.add_argument("--scenarios", default="accept,get,full")
     ap.add_argument("--before", help="another apilake binary, measured in the same run for a before/after")
+    ap.add_argument("--bus", default="sqlite", help="full flow bus(es): sqlite, pubsub or sqlite,pubsub")
     args = ap.parse_args()
+    buses = args.bus.split(",")
+    if not buses or any(b not in ("sqlite", "pubsub") for b in buses):
+        sys.exit(f"api_bench: --bus takes sqlite, pubsub or both, got '{args.bus}'")
     for b in [args.apilake] + ([args.before] if args.before else []):
         if not os.access(b, os.X_OK):
             sys.exit(f"api_bench: no apilake binary at {b} (--apilake, APILAKE_BIN or --before)")
@@ -233,6 +244,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="apilake-api-bench-")
     procs = Procs()
     rows = []
+    pubsub = None
     try:
         # The upstream: `apilake replay` serving one recorded ~21 KB page (a real GitHub-shaped page).
         replay_src = os.path.join(tmp, "replay-sources", "benchpage")
@@ -251,11 +263,11 @@ def main():
         with open(os.path.join(sources, "benchpage", "source.yaml"), "w") as f:
             f.write(SOURCE_YAML.format(base=base))
 
-        def start_ours(name, workers, binary=None):
+        def start_ours(name, workers, binary=None, extra_env=None):
             port = free_port()
             data = os.path.join(tmp, f"ours-{name}" + ("-before" if binary else ""))
             env = {"APILAKE_HTTP_THREADS": str(args.http_threads), "APILAKE_FETCH_WORKERS": str(workers),
-                   "APILAKE_LOG_LEVEL": "warn"}
+                   "APILAKE_LOG_LEVEL": "warn", **(extra_env or {})}
             p = procs.start([binary or args.apilake, "serve", "--data-dir", data, "--sources", sources, "--port", str(port)],
                             env=env, log=open(os.path.join(tmp, f"ours-{name}.log"), "w"))
             wait_http(f"http://127.0.0.1:{port}/healthz", p)
@@ -309,7 +321,9 @@ def main():
                 procs.stop(p)
             procs.stop(anchor)
 
-        if "full" in scenarios:
+        if "full" in scenarios and "pubsub" in buses:
+            pubsub = full_pubsub(args, start_ours, procs, wrk_dir, tmp)
+        if "full" in scenarios and "sqlite" in buses:
             anchor, aport = start_anchor("full", "full")
             a = bench_wrk(anchor.pid, aport, "/v1/extractions", os.path.join(wrk_dir, "post.lua"), 16)
             procs.stop(anchor)
@@ -323,12 +337,143 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     print_table(rows)
+    if pubsub:
+        print_pubsub(pubsub)
     return 0
 
 
-def full_ours(args, start_ours, procs, wrk_dir, binary=None):
+def emulator_ceiling(emulator, seconds, page, batches=(1, 10, 100), conns=2):
+    """Raw REST publishes of `page` (bytes) for each batch size, to a fresh topic with two subscriptions
+    (as apilake's: archive, curate — the emulator keeps each message for both), deleted afterwards so
+    its heap is freed: {batch: (msg/s, emulator CPU ms per message, emulator CPU in cores)}. Bodies are
+    built once, so the client costs next to nothing."""
+    import base64
+    import http.client
+    import threading
+    host, port = emulator.host.split(":")
+    data = base64.b64encode(page).decode()
+
+    def admin(method, path, body=None):
+        c = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            c.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            text = r.read()
+            if r.status != 200:
+                raise RuntimeError(f"emulator: {method} {path}: HTTP {r.status} {text[:200]!r}")
+        finally:
+            c.close()
+
+    out = {}
+    for batch in batches:
+        name = f"ceiling-{free_port()}-{batch}"
+        topic = f"/v1/projects/bench/topics/{name}"
+        subs = [f"/v1/projects/bench/subscriptions/{name}-{s}" for s in ("archive", "curate")]
+        admin("PUT", topic, {})
+        for sub in subs:
+            admin("PUT", sub, {"topic": topic[4:]})
+        body = json.dumps({"messages": [{"data": data, "attributes": {"n": str(i)}} for i in range(batch)]}).encode()
+        sent, dropped, errors, stop = [0] * conns, [0] * conns, [], threading.Event()
+
+        def publisher(k):
+            con = http.client.HTTPConnection(host, int(port), timeout=60)
+            try:
+                while not stop.is_set():
+                    try:
+                        con.request("POST", topic + ":publish", body=body, headers={"Content-Type": "application/json"})
+                        r = con.getresponse()
+                        r.read()
+                    except (http.client.HTTPException, ConnectionError) as e:
+                        # Emulator 0.8.20 now and then drops a connection under large bodies: counted, and
+                        # the publisher reconnects (the messages of that request are not counted as sent).
+                        dropped[k] += 1
+                        con.close()
+                        if dropped[k] > 20:
+                            raise RuntimeError(f"publish: {dropped[k]} connections dropped: {e}")
+                        continue
+                    if r.status != 200:
+                        raise RuntimeError(f"publish: HTTP {r.status}")
+                    sent[k] += batch
+            except Exception as e:  # reported below
+                errors.append(e)
+            finally:
+                con.close()
+
+        threads = [threading.Thread(target=publisher, args=(k,)) for k in range(conns)]
+        c0, t0 = cpu_seconds(emulator.proc.pid), time.monotonic()
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        wall, cpu = time.monotonic() - t0, cpu_seconds(emulator.proc.pid) - c0
+        for sub in subs:
+            admin("DELETE", sub)
+        admin("DELETE", topic)
+        if errors:
+            raise RuntimeError(f"emulator ceiling, batch {batch}: {errors[0]}")
+        n = sum(sent)
+        if sum(dropped):
+            print(f"note: emulator ceiling, batch {batch}: {sum(dropped)} requests dropped by the emulator", flush=True)
+        out[batch] = (n / wall, cpu / max(n, 1) * 1e3, cpu / wall)
+    return out
+
+
+def full_pubsub(args, start_ours, procs, wrk_dir, tmp):
+    """The full flow with `apilake serve` publishing to the Pub/Sub emulator, and the emulator's own publish
+    ceiling for the same 21 KB page. Returns the figures print_pubsub prints."""
+    from e2e_latency_lib import Emulator
+    page = open(os.path.join(ROOT, "sources", "github", "fixtures", "issues_widgets_page1.json"), "rb").read()
+    # A fresh emulator per group (it keeps every message and ~64 KB of direct memory per publish request:
+    # shared/notes/pubsub.md), each warmed up first: the JVM is slow for its first ~45 s under load.
+    emulator = Emulator(tmp)
+    try:
+        emulator_ceiling(emulator, 10, page, batches=(10,))
+        ceiling = emulator_ceiling(emulator, args.duration, page)
+    finally:
+        emulator.stop()
+    emulator = Emulator(tmp)
+    try:
+        emulator_ceiling(emulator, 10, page, batches=(10,))
+        full = {}
+        # pubsub.ordering (the default) keeps one publish request per topic in flight; without it the
+        # publisher's threads send concurrently: the two show whether apilake or the emulator is the limit.
+        for ordering in ("true", "false"):
+            env = {"APILAKE_BUS_KIND": "pubsub", "APILAKE_PUBSUB_PROJECT": "bench",
+                   "APILAKE_PUBSUB_ENDPOINT": "http://" + emulator.host, "APILAKE_PUBSUB_ORDERING": ordering}
+            full[ordering] = full_ours(
+                args, lambda name, workers, binary=None, env=env, o=ordering:
+                start_ours(f"{name}-pubsub-ordering-{o}", workers, binary, env),
+                procs, wrk_dir, cpu_pids=[emulator.proc.pid])
+    finally:
+        emulator.stop()
+    return {"page_kb": len(page) / 1024, "ceiling": ceiling, "full": full}
+
+
+def print_pubsub(r):
+    print(f"\nFull flow on the Pub/Sub emulator ({r['page_kb']:.1f} KB page per extraction):")
+    print("| figure | value | emulator CPU | emulator CPU per message |")
+    print("|---|---|---|---|")
+    for ordering, f in r["full"].items():
+        print(f"| apilake serve → emulator (pubsub.ordering={ordering}), extractions/s | {f['rps']:,.0f} extr/s "
+              f"(apilake {f['cpu_us']:.0f} us/extr) | {f['other_cpu_cores']:.2f} cores | {f['other_cpu_us'] / 1e3:.2f} ms |")
+    for batch, (rate, cpu_ms, cores) in r["ceiling"].items():
+        print(f"| emulator raw publish, {batch} × {r['page_kb']:.0f} KB per request, 2 connections | {rate:,.0f} msg/s "
+              f"| {cores:.2f} cores | {cpu_ms:.2f} ms |")
+    for batch, (rate, cpu_ms, cores) in r["ceiling"].items():
+        print(f"PUBSUB\tceiling\t{batch}\t{rate:.1f}\t{cpu_ms:.3f}\t{cores:.3f}")
+    for ordering, f in r["full"].items():
+        print(f"PUBSUB\tfull\tordering={ordering}\t{f['rps']:.1f}\t{f['cpu_us']:.2f}\t{f['other_cpu_us']:.2f}\t"
+              f"{f['other_cpu_cores']:.3f}\t{f['p50']:.3f}\t{f['p99']:.3f}")
+    sys.stdout.flush()
+
+
+def full_ours(args, start_ours, procs, wrk_dir, binary=None, cpu_pids=()):
     """A batch of POSTs; apilake's fetch workers fetch and publish each; timed from the first accepted
-    extraction to the last finished one (read from its extraction store)."""
+    extraction to the last finished one (read from its extraction store). cpu_pids: other process trees
+    (the Pub/Sub emulator) whose CPU over each run is reported as other_cpu_us / other_cpu_cores."""
     ours, oport, data = start_ours("full", args.fetch_workers, binary)
     # Warm-up: a few extractions through the whole path (connections, statements, caches).
     post_ids(oport, 20)
@@ -344,12 +489,14 @@ def full_ours(args, start_ours, procs, wrk_dir, binary=None):
     for _ in range(args.runs):
         (before,) = con.execute("SELECT coalesce(max(created_us), 0) FROM extractions").fetchone()
         c0 = cpu_seconds(ours.pid)
+        o0, t0 = sum(cpu_seconds(p) for p in cpu_pids), time.monotonic()
         per_thread = max(args.full_posts // 2, 1)
         w = run_wrk(f"http://127.0.0.1:{oport}/v1/extractions", os.path.join(wrk_dir, "post_n.lua"), 16, 60,
                     {"POST_LIMIT": str(per_thread)})
         while pending(con):
             time.sleep(0.02)
         cpu = cpu_seconds(ours.pid) - c0
+        other, wall = sum(cpu_seconds(p) for p in cpu_pids) - o0, time.monotonic() - t0
         n, ok, first, last = con.execute(
             "SELECT count(*), sum(status = 'succeeded'), min(created_us), max(finished_us) FROM extractions"
             " WHERE created_us > ?", (before,)).fetchone()
@@ -357,7 +504,7 @@ def full_ours(args, start_ours, procs, wrk_dir, binary=None):
             raise RuntimeError(f"full flow: {n - ok} of {n} extractions failed (see the serve log)")
         rps = n / ((last - first) / 1e6)
         runs.append({"rps": rps, "requests": n, "p50": w["p50"], "p99": w["p99"], "errors": w["errors"],
-                     "cpu_us": cpu / n * 1e6})
+                     "cpu_us": cpu / n * 1e6, "other_cpu_us": other / n * 1e6, "other_cpu_cores": other / wall})
     con.close()
     procs.stop(ours)
     return median_run(runs)

@@ -10,9 +10,14 @@ steady (median VmRSS of the last third of the samples after warm-up), drift (med
 vs median of the first third, after warm-up = the first APILAKE_RSS_WARMUP_S, default 20 s), and at
 the end /proc/<pid>/smaps_rollup (anonymous vs file-backed) to tell heap growth from mapped files.
 Targets: flat (|drift| ≤ 10 %), peak < 200 MB.
+Insight freshness, the price of fewer refreshes: under load, every APILAKE_RSS_FRESH_EVERY_S (2) seconds
+after warm-up, the age of each after_batch model's data (now - data_through in GET /v1/insights);
+at rest (after the load, the lake quiet for 3 s), APILAKE_RSS_REST_PROBES (3) single bcb_sgs extractions,
+each timed from "succeeded" to bcb_sgs_monthly's data_through moving (what the dashboard sees).
 
 Env: APILAKE_RSS_SECONDS (180), APILAKE_RSS_RATE (20), APILAKE_RSS_QPS (5), APILAKE_RSS_WARMUP_S (20),
-APILAKE_RSS_SAMPLES=FILE (write "t_s rss_kb hwm_kb anon_kb file_kb" lines), APILAKE_BINARY; the environment is passed
+APILAKE_RSS_SAMPLES=FILE (write "t_s rss_kb hwm_kb anon_kb file_kb" lines), APILAKE_RSS_FRESH_EVERY_S (2),
+APILAKE_RSS_REST_PROBES (3), APILAKE_BINARY; the environment is passed
 to apilake (e.g. MALLOC_ARENA_MAX=2 for an allocator experiment).
 Prints a summary and `ROW` lines for scripts/bench.sh; exit 1 when the load or the process failed.
 """
@@ -21,9 +26,55 @@ import statistics
 import sys
 import threading
 import time
+from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_latency_lib import Apilake, Http, default_binary, remove, row, work_dir  # noqa: E402
+from e2e_latency_lib import Apilake, Http, default_binary, percentile, remove, row, work_dir  # noqa: E402
+
+FRESH_MODELS = ("bcb_sgs_monthly", "openbrewerydb_by_city")  # after_batch models over the loaded datasets
+
+
+def data_through(conn):
+    """{model: data_through as epoch seconds} of GET /v1/insights (models materialised so far)."""
+    status, body = conn.json("GET", "/v1/insights")
+    if status != 200:
+        raise RuntimeError(f"GET /v1/insights: {status} {body}")
+    return {i["name"]: datetime.fromisoformat(i["data_through"].replace("Z", "+00:00")).timestamp()
+            for i in body["insights"] if i.get("data_through")}
+
+
+def rest_freshness(app, probes):
+    """Seconds from an extraction's "succeeded" to bcb_sgs_monthly covering it, the lake otherwise quiet."""
+    conn, out = Http(app.port), []
+    status, body = conn.json("GET", "/v1/insights")
+    if status != 200 or not any(i["name"] == "bcb_sgs_monthly" for i in body["insights"]):
+        return out  # sources without that model (APILAKE_BENCH_SOURCES): nothing to time
+    params = app.example("bcb_sgs", "series")
+    for _ in range(probes):
+        time.sleep(3.0)  # let the refreshes of earlier batches finish: measure a lone batch
+        before = data_through(conn).get("bcb_sgs_monthly", 0.0)
+        extraction_id = app.submit("bcb_sgs", "series", params, conn)
+        until = time.monotonic() + 30
+        while app.status(extraction_id, conn)["status"] in ("queued", "running"):
+            if time.monotonic() > until:
+                raise RuntimeError(f"extraction {extraction_id} did not finish within 30 s")
+            time.sleep(0.01)
+        done = time.monotonic()
+        while data_through(conn).get("bcb_sgs_monthly", 0.0) <= before:
+            if time.monotonic() > until:
+                raise RuntimeError("bcb_sgs_monthly did not cover a new extraction within 30 s")
+            time.sleep(0.02)
+        out.append(time.monotonic() - done)
+    return out
+
+
+def lake_files(data_dir):
+    """Parquet files under curated/ and insights/ at the end."""
+    counts = {}
+    for zone in ("curated", "insights"):
+        counts[zone] = sum(1 for _, _, files in os.walk(os.path.join(data_dir, zone))
+                           for f in files if f.endswith(".parquet"))
+    return counts
 
 
 def proc_kb(pid, name, keys):
@@ -99,8 +150,8 @@ class Load:
                 recent = self.ids[-50] if len(self.ids) >= 50 else (self.ids[0] if self.ids else "none")
                 sql = f"SELECT count(*) FROM openbrewerydb_breweries WHERE _extraction_id = '{recent}'"
             status, body = self.app.query(sql, conn)
-            # Until the first files exist a view is missing (400); anything else is an error.
-            if status != 200 and not (status == 400 and self.extractions < 100):
+            # Until the first files exist (~10 s) a view is missing (400); anything else is an error.
+            if status != 200 and not (status == 400 and self.extractions < max(100, 10 * self.rate)):
                 raise RuntimeError(f"query {status}: {body}")
             self.queries += 1
         self._paced(self.qps, step)
@@ -112,6 +163,8 @@ def main():
     qps = float(os.environ.get("APILAKE_RSS_QPS", "5"))
     warmup = float(os.environ.get("APILAKE_RSS_WARMUP_S", "20"))
     samples_file = os.environ.get("APILAKE_RSS_SAMPLES")
+    fresh_every = float(os.environ.get("APILAKE_RSS_FRESH_EVERY_S", "2"))
+    rest_probes = int(os.environ.get("APILAKE_RSS_REST_PROBES", "3"))
     binary = default_binary()
     wd = work_dir("rss")
     app, ok = None, False
@@ -119,6 +172,8 @@ def main():
         app = Apilake(binary, wd)
         load = Load(app, rate, qps)
         samples = []  # (t, rss_kb, hwm_kb, anon_kb, file_kb)
+        lags = {m: [] for m in FRESH_MODELS}  # seconds behind the wall clock, under load
+        fresh_conn, next_fresh = Http(app.port), warmup
         t0 = time.monotonic()
         load.start()
         while time.monotonic() - t0 < seconds and not load.error:
@@ -126,14 +181,25 @@ def main():
                 raise RuntimeError(f"apilake exited (rc {app.proc.returncode}) under load; see {app.log.name}")
             s = proc_kb(app.pid, "status", ("VmRSS", "VmHWM", "RssAnon", "RssFile"))
             samples.append((time.monotonic() - t0, s["VmRSS"], s["VmHWM"], s["RssAnon"], s["RssFile"]))
+            if samples[-1][0] >= next_fresh:
+                now, through = time.time(), data_through(fresh_conn)
+                for m in FRESH_MODELS:
+                    if m in through:
+                        lags[m].append(now - through[m])
+                next_fresh = samples[-1][0] + fresh_every
             time.sleep(1.0)
         load.finish()
         if load.error:
             raise RuntimeError(load.error)
+        at_rest = rest_freshness(app, rest_probes) if rest_probes > 0 else []
         rollup = proc_kb(app.pid, "smaps_rollup", ("Rss", "Anonymous", "Shared_Clean", "Private_Clean", "Private_Dirty"))
         # The lake the load produced (how much data the process was serving queries over at the end).
         rows = {v: app.query(f"SELECT count(*) FROM {v}")[1]["rows"][0][0]
                 for v in ("bcb_sgs_series", "openbrewerydb_breweries")}
+        files = lake_files(app.data_dir)
+        status, metrics = app.http.call("GET", "/metrics")
+        refreshes = next((line.split()[1] for line in metrics.decode().splitlines()
+                          if line.startswith("apilake_insight_refreshes_total ")), "?") if status == 200 else "?"
         if samples_file:
             with open(samples_file, "w") as f:
                 f.writelines(" ".join(str(x) for x in s) + "\n" for s in samples)
@@ -159,6 +225,16 @@ def main():
         print(f"rss: anonymous (RssAnon) first third {anon_first / 1024:.1f} MB, last third {anon_last / 1024:.1f} MB "
               f"({(anon_last - anon_first) / anon_first * 100:+.1f} %); file-backed (RssFile) at the end "
               f"{samples[-1][4] / 1024:.1f} MB", flush=True)
+        print(f"rss: files at the end: {files['curated']} curated Parquet, {files['insights']} insight Parquet; "
+              f"insight refreshes run: {refreshes}", flush=True)
+        for m, v in lags.items():
+            if v:
+                print(f"rss: freshness under load, {m}: data_through lags the clock by p50 "
+                      f"{statistics.median(v):.2f} s, p90 {percentile(v, 90):.2f} s, max {max(v):.2f} s "
+                      f"({len(v)} samples)", flush=True)
+        if at_rest:
+            print("rss: freshness at rest, bcb_sgs_monthly: extraction succeeded -> insight covers it in "
+                  + ", ".join(f"{x:.2f}" for x in at_rest) + " s", flush=True)
         print("rss: smaps_rollup at the end: " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in rollup.items()),
               flush=True)
         row("RSS peak (apilake up, sustained load)", f"{peak_mb:.1f}", "", "MB", "< 200 MB",
@@ -167,6 +243,14 @@ def main():
             "yes" if steady_mb < 200 else "no")
         row(f"RSS drift over {elapsed:.0f} s (last vs first third)", f"{drift:+.1f}", "", "%", "±10 %",
             "yes" if abs(drift) <= 10 else "no")
+        if at_rest:
+            rest = statistics.median(at_rest)
+            row("insight freshness at rest (succeeded → insight covers it, median)", f"{rest:.2f}", "", "s",
+                "≤ 2 s", "yes" if rest <= 2 else "no")
+        lag = lags[FRESH_MODELS[0]]
+        if lag:
+            row(f"insight freshness under load ({FRESH_MODELS[0]} data_through lag, p50 / max)",
+                f"{statistics.median(lag):.2f} / {max(lag):.2f}", "", "s")
         ok = True
     finally:
         if app:

@@ -236,11 +236,21 @@ Pipeline::Pipeline(Config config, Roles roles) : impl_(std::make_unique<Impl>())
   // Insights: on a local lake in place; on an object lake through this process's own cache
   // directory. There the curate role refreshes them (it knows when data changed) and publishes them
   // to the lake; serve reads the published files (docs/insights.md, "Scale-out"). An archiver needs none.
+  if (c.insights_min_interval_ms < 0)
+    throw std::invalid_argument("insights.min_interval_ms must be >= 0, got " + std::to_string(c.insights_min_interval_ms));
+  InsightOptions io;
+  io.min_interval = std::chrono::milliseconds(c.insights_min_interval_ms);
   if (!object_lake)
-    m.insights = std::make_unique<InsightService>(m.lake->local_root(), m.sources, load_models(m.sources));
+    m.insights = std::make_unique<InsightService>(m.lake->local_root(), m.sources, load_models(m.sources), io);
   else if (roles.api || roles.curate)
     m.insights = std::make_unique<InsightService>(*m.lake, (local / "insight" / instance).string(), m.sources,
-                                                  load_models(m.sources));
+                                                  load_models(m.sources), io);
+  if (m.insights)
+    m.metrics->add_collector([i = m.insights.get()](std::string& out) {
+      out += "# HELP apilake_insight_refreshes_total Insight materialisations run (inputs read; docs/insights.md).\n"
+             "# TYPE apilake_insight_refreshes_total counter\n";
+      out += "apilake_insight_refreshes_total " + std::to_string(i->refreshes()) + "\n";
+    });
   m.observers = std::make_unique<PipelineObservers>(*m.bus, *m.ledger, m.sqlite.get(), *m.metrics, m.insights.get(),
                                                     *m.archiver, *m.curator);
   if (roles.archive)

@@ -67,6 +67,7 @@ const std::vector<Key>& keys() {
       NUM("query_timeout_ms", query_timeout_ms),
       NUM("compact.interval", compact_interval_s),
       NUM("compact.grace", compact_grace_s),
+      NUM("insights.min_interval_ms", insights_min_interval_ms),
       STR("log_level", log_level),
       STR("bus.kind", bus_kind),
       STR("bus.topic", bus_topic),

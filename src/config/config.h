@@ -35,6 +35,9 @@ struct Config {
   // seconds (0 = off), hours that ended more than compact.grace seconds ago and hold > 1 file.
   int compact_interval_s = 60;             // compact.interval
   int compact_grace_s = 300;               // compact.grace
+  // after_batch insight models are materialised at most once per this many ms under load (a lone
+  // batch is still reflected at once; insight/models.h)
+  int insights_min_interval_ms = 2000;     // insights.min_interval_ms
   std::string log_level = "info";          // log_level
   // bus
   std::string bus_kind = "sqlite";         // bus.kind: sqlite | pubsub

@@ -214,15 +214,18 @@ std::vector<InsightModel> load_models(const std::vector<Source>& sources) {
 }
 
 InsightService::InsightService(std::string lake_root, const std::vector<Source>& sources,
-                               std::vector<InsightModel> models)
-    : root_(fs::absolute(fs::path(lake_root)).lexically_normal().string()), models_(std::move(models)) {
+                               std::vector<InsightModel> models, InsightOptions options)
+    : root_(fs::absolute(fs::path(lake_root)).lexically_normal().string()),
+      models_(std::move(models)),
+      options_(options) {
   init(sources);
 }
 
 InsightService::InsightService(Lake& lake, const std::string& cache_dir, const std::vector<Source>& sources,
-                               std::vector<InsightModel> models)
+                               std::vector<InsightModel> models, InsightOptions options)
     : root_(fs::absolute(fs::path(lake.local_root().empty() ? cache_dir : lake.local_root())).lexically_normal().string()),
-      models_(std::move(models)) {
+      models_(std::move(models)),
+      options_(options) {
   if (lake.local_root().empty()) {
     if (cache_dir.empty()) throw InsightError("insights: an object-store lake needs a local cache directory");
     lake_ = &lake;
@@ -447,6 +450,7 @@ bool InsightService::refresh(const std::string& name, bool force) {
     std::string version = input_version(*m);
     auto current = read_pointer(name, false);
     if (!force && current && current->version == version) return false;
+    refreshes_.fetch_add(1, std::memory_order_relaxed);   // from here on the inputs are read
 
     // The model must be one SELECT: a file under sources/ must not be able to run anything else.
     {
@@ -726,34 +730,56 @@ void InsightService::stop() {
 
 void InsightService::loop() {
   using clock = std::chrono::steady_clock;
-  std::map<std::string, clock::time_point> due;
+  std::map<std::string, clock::time_point> due;      // periodic models: next period
+  std::map<std::string, clock::time_point> pending;  // models to refresh: when they became dirty
+  std::map<std::string, clock::time_point> last;     // end of each model's latest materialisation
   for (const auto& m : models_)
     if (m.every.count() > 0) due[m.name] = clock::now() + m.every;
+  // When a pending model may run: after the gather pause, and (after_batch) min_interval after its
+  // previous materialisation ended. Periodic models keep their own schedule.
+  auto ready_at = [&](const std::string& n, clock::time_point since) {
+    auto at = since + options_.gather;
+    auto l = last.find(n);
+    if (l != last.end() && model(n)->after_batch) at = std::max(at, l->second + options_.min_interval);
+    return at;
+  };
   std::unique_lock lk(loop_mu_);
   while (!stopping_) {
-    auto next = clock::now() + std::chrono::hours(1);
-    for (const auto& [n, t] : due) next = std::min(next, t);
-    loop_cv_.wait_until(lk, next, [this] { return stopping_ || !dirty_.empty(); });
-    if (stopping_) break;
+    auto now = clock::now();
     for (auto& [n, t] : due) {
-      if (t <= clock::now()) {
+      if (t <= now) {
         dirty_.insert(n);
-        t = clock::now() + model(n)->every;
+        t = now + model(n)->every;
       }
     }
-    if (dirty_.empty()) continue;
-    // A batch commits its files one by one; a short pause lets one refresh cover all of them.
-    loop_cv_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stopping_; });
-    if (stopping_) break;
-    std::set<std::string> work;
-    work.swap(dirty_);
+    for (const auto& n : dirty_) pending.emplace(n, now);   // keeps the earliest time
+    dirty_.clear();
+    auto next = now + std::chrono::hours(1);
+    for (const auto& [n, t] : due) next = std::min(next, t);
+    std::vector<std::string> work;
+    for (const auto& [n, since] : pending) {
+      auto at = ready_at(n, since);
+      if (at <= now) work.push_back(n);
+      else next = std::min(next, at);
+    }
+    if (work.empty()) {
+      loop_cv_.wait_until(lk, next, [this] { return stopping_ || !dirty_.empty(); });
+      continue;
+    }
+    // Taken off before the refresh: a batch committed while it runs marks the model dirty again, so
+    // it is covered by the following refresh.
+    for (const auto& n : work) pending.erase(n);
     lk.unlock();
     for (const auto& n : work) {
+      const uint64_t before = refreshes();
       try {
         refresh(n);
       } catch (const std::exception& e) {
         spdlog::warn("{}", e.what());  // kept in errors_ and shown by GET /v1/insights
       }
+      // Only a refresh that read the inputs counts for the debounce: one that found nothing new
+      // (or no data yet) leaves the next batch free to be reflected at once.
+      if (refreshes() != before) last[n] = clock::now();
     }
     lk.lock();
   }

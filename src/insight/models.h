@@ -8,6 +8,15 @@
 //   -- datasets: bcb_sgs_series         (required; comma-separated views the SELECT reads)
 //   -- refresh: after_batch | every 60s (default after_batch: after each curated batch of a dataset)
 //
+// after_batch, debounced (InsightOptions): a batch is reflected `gather` (100 ms) after it commits
+// when the model has not been materialised for `min_interval` (default 2 s) — a lone extraction shows
+// as before (bench/rss.py: ~1.3 s after it succeeds); under sustained load a model is materialised at most once
+// per min_interval (measured from the end of its previous refresh), and batches arriving meanwhile are
+// folded into that next refresh. The latest batch is always reflected: a batch never waits more than
+// min_interval + one refresh. Each refresh re-reads every file of its datasets, so refreshing after
+// every 1 s flush made the refresher a busy loop whose cost grows with the lake (docs/performance.md,
+// "Memory").
+//
 // Atomic replace, "current pointer" style: a refresh writes <name>-<version>.parquet in the lake's
 // staging dir, renames it into DATA/insights/<name>/, then atomically replaces current.json (the
 // pointer: file, rows, columns, refreshed_at, data_through), then removes files older than the
@@ -25,6 +34,7 @@
 // equal inputs give the same version (nothing written twice), and a refresh never replaces a pointer
 // whose data_through is newer than its own; an object is removed only once it is two pointers old.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -67,6 +77,12 @@ InsightModel parse_model(const std::string& text, const std::filesystem::path& f
 // Loads <source.dir>/insights/*.sql of every source (sorted); throws InsightError on the first bad
 // file or a duplicate name.
 std::vector<InsightModel> load_models(const std::vector<Source>& sources);
+
+// How often the refresher may materialise an after_batch model (see the header comment).
+struct InsightOptions {
+  std::chrono::milliseconds min_interval{2000};  // between the end of one refresh and the next start
+  std::chrono::milliseconds gather{100};         // pause after a notification: one refresh per batch
+};
 
 struct InsightColumn {
   std::string name;
@@ -113,13 +129,14 @@ class InsightService {
  public:
   // lake_root: absolute local lake directory. Opens its own DuckDB database, locked down like
   // QueryService (reads only inside the lake). Throws InsightError when DuckDB cannot be set up.
-  InsightService(std::string lake_root, const std::vector<Source>& sources, std::vector<InsightModel> models);
+  InsightService(std::string lake_root, const std::vector<Source>& sources, std::vector<InsightModel> models,
+                 InsightOptions options = {});
   // Over any lake: a local lake (local_root() != "") as above; an object-store lake through
   // cache_dir, a local directory the service owns (curated copies, downloaded insight files, DuckDB
   // spill). The lake must outlive the service. Throws InsightError when DuckDB or the directory
   // cannot be set up.
   InsightService(Lake& lake, const std::string& cache_dir, const std::vector<Source>& sources,
-                 std::vector<InsightModel> models);
+                 std::vector<InsightModel> models, InsightOptions options = {});
   ~InsightService();   // stops the refresher
 
   const std::vector<InsightModel>& models() const { return models_; }
@@ -137,12 +154,14 @@ class InsightService {
   // std::invalid_argument for another format.
   std::optional<RenderedInsight> render(const std::string& name, const std::string& format);
 
-  // Refresher: a thread refreshing after_batch models shortly after notify_batch() names one of
-  // their datasets (a short debounce gathers a batch's files), periodic ones on their period, and
-  // everything once at start.
+  // Refresher: a thread refreshing after_batch models after notify_batch() names one of their
+  // datasets (debounced: InsightOptions), periodic ones on their period, and everything once at start.
   void notify_batch(const std::vector<std::string>& datasets);
   void start();
   void stop();
+  // Materialisations run so far: refresh() calls (the refresher's or direct) that read the inputs
+  // with DuckDB, failed ones included; a call that found the inputs unchanged does not count.
+  uint64_t refreshes() const { return refreshes_.load(std::memory_order_relaxed); }
 
   // Local directory of the materialised files (object lakes: the downloaded copies).
   std::string insights_dir() const { return root_ + "/insights"; }
@@ -166,6 +185,8 @@ class InsightService {
 
   std::string root_;
   std::vector<InsightModel> models_;
+  InsightOptions options_;
+  std::atomic<uint64_t> refreshes_{0};
   std::vector<std::pair<std::string, std::string>> datasets_;   // view name, curated dir
   std::vector<std::pair<std::string, std::string>> dataset_ids_;  // source, endpoint (same order)
   std::set<std::string> created_views_;

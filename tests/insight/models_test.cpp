@@ -297,5 +297,71 @@ TEST(InsightService, RefresherReactsToABatchOfItsDataset) {
   fs::remove_all(root);
 }
 
+// 2024-02-01T10:00:00Z + seconds, as the literal write_series takes and as epoch microseconds.
+std::string ingested_at(int seconds) {
+  return fmt::format("2024-02-01 10:{:02}:{:02}", seconds / 60, seconds % 60);
+}
+int64_t ingested_us(int seconds) { return (int64_t{1706781600} + seconds) * 1000000; }
+
+TEST(InsightService, SustainedBatchesAreDebouncedAndTheLatestIsReflected) {
+  fs::path root = unique_dir("debounce");
+  InsightOptions o;
+  o.min_interval = std::chrono::milliseconds(1000);
+  InsightService svc(root.string(), {demo_source(root)}, {demo_model()}, o);
+  svc.start();
+  // A batch every ~50 ms for 3 s: without the debounce this is one refresh per 100 ms gather (~25).
+  const auto t0 = std::chrono::steady_clock::now();
+  int batches = 0;
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3)) {
+    write_series(root, fmt::format("b{:04}", batches), 1, 2, ingested_at(batches));
+    svc.notify_batch({"demo_series"});
+    ++batches;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const double elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_GT(batches, 10);
+  // At most one refresh per min_interval (from the end of the previous one), plus the first.
+  EXPECT_LE(svc.refreshes(), static_cast<uint64_t>(elapsed_s / 1.0) + 2) << batches << " batches";
+  EXPECT_GE(svc.refreshes(), 1u);
+  // The last batch is reflected without another notification: within min_interval + a refresh.
+  std::optional<InsightState> s;
+  for (int i = 0; i < 400; ++i) {
+    s = svc.state("demo_stats");
+    if (s && s->data_through_us == ingested_us(batches - 1)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->data_through_us, ingested_us(batches - 1));
+  auto body = svc.render("demo_stats", "json");
+  ASSERT_TRUE(body);
+  EXPECT_EQ(json::parse(body->body).at("rows").as_array()[0].at("n").to_number<int64_t>(), 2 * batches);
+  svc.stop();
+  fs::remove_all(root);
+}
+
+TEST(InsightService, LoneBatchIsReflectedAtOnceAndTheNextWaitsForTheInterval) {
+  fs::path root = unique_dir("lone");
+  InsightOptions o;
+  o.min_interval = std::chrono::seconds(60);
+  InsightService svc(root.string(), {demo_source(root)}, {demo_model()}, o);
+  svc.start();
+  write_series(root, "a", 1, 3, ingested_at(0));
+  svc.notify_batch({"demo_series"});
+  // The first materialisation does not wait for min_interval (60 s): nothing was refreshed before.
+  std::optional<InsightState> s;
+  for (int i = 0; i < 400 && !(s = svc.state("demo_stats")); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(s) << "a lone batch was not reflected within 20 s";
+  EXPECT_EQ(svc.refreshes(), 1u);
+  // A second batch right after is held back until 60 s after the first refresh.
+  write_series(root, "b", 4, 6, ingested_at(1));
+  svc.notify_batch({"demo_series"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(svc.state("demo_stats")->file, s->file);
+  EXPECT_EQ(svc.refreshes(), 1u);
+  svc.stop();
+  fs::remove_all(root);
+}
+
 }  // namespace
 }  // namespace apilake
