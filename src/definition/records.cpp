@@ -288,151 +288,305 @@ bool escapes_valid(const char* p, const char* end) {
   return true;
 }
 
-// Deeper pages are left to the DOM (its own limit is 1024); this bounds the check's recursion.
+// Deeper pages are left to the DOM (its own limit is 1024); this bounds the check's stack.
 constexpr std::size_t kMaxCheckedDepth = 256;
 
-// The first on-demand pass over a page: everything the DOM parse checks (structure, every number,
-// true/false/null, string escapes, nothing after the document), without building anything, plus the
-// records_pointer's target and the bytes of each of its records. True only for a page the DOM
-// accepts whose pointer reaches an array or object; false for anything else, including pages this
-// reader is unsure of (the caller then asks the DOM, which has the last word and the error text).
-class PageCheck {
+// A plain record located by the check: its first and last token in stage 1's index.
+struct RecordTokens {
+  std::size_t first = 0;
+  std::size_t last = 0;
+};
+
+// The first pass over a page, on stage 1's structural index alone (no on-demand iteration, no value
+// built): everything the DOM parse checks beyond stage 1 (structure, every number, true/false/null,
+// nothing after the document; string escapes are checked with the whole page, see escapes_valid),
+// plus the records_pointer's target and the tokens of each of its records. True only for a page the
+// DOM accepts whose pointer reaches an array or object; false for anything else, including pages this
+// checker is unsure of (a float within a rounding of the largest double, an escaped key on the
+// pointer's path, a number glued to a string, deep nesting): the caller then asks the DOM, which has
+// the last word and the error text. Strict where the DOM is lenient, never the other way round.
+class TokenCheck {
  public:
-  PageCheck(od::document& doc, const PointerPath& path, const char* end, std::vector<std::string_view>& spans)
-      : doc_(doc), path_(path), end_(end), spans_(spans) {}
+  // `idx`: stage 1's token offsets into `buf` (`len` bytes), `n` of them.
+  TokenCheck(const char* buf, std::size_t len, const uint32_t* idx, std::size_t n, const PointerPath& path,
+             std::vector<RecordTokens>& records)
+      : buf_(buf), len_(len), idx_(idx), n_(n), path_(path), records_(records) {}
 
   bool run() {
-    od::value root;
-    if (doc_.get_value().get(root)) return false;  // a scalar document has no records either way
-    if (!on_path(root, 1, 0)) return false;
-    const char* at = nullptr;
-    return doc_.current_location().get(at) == simdjson::OUT_OF_BOUNDS;  // nothing after the document
+    const char c = tok();
+    if (c != '{' && c != '[') return false;  // a scalar document has no records either way
+    return on_path(0) && i_ == n_;          // ... and nothing after the document
   }
   bool target_is_array() const { return target_is_array_; }
 
+  // The byte range of a token: a bracket is one byte, a scalar runs to the next token less the
+  // whitespace before it (for a string, that is its closing quote: anything else after a closing quote
+  // is a token of its own).
+  const char* begin(std::size_t k) const { return buf_ + idx_[k]; }
+  const char* end(std::size_t k) const {
+    const char c = buf_[idx_[k]];
+    if (c == '{' || c == '}' || c == '[' || c == ']' || c == ',' || c == ':') return buf_ + idx_[k] + 1;
+    const char* e = buf_ + (k + 1 < n_ ? idx_[k + 1] : len_);
+    while (e > buf_ + idx_[k] + 1 && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r')) --e;
+    return e;
+  }
+
  private:
-  // Any value off the pointer's path: checked, not kept.
-  bool value(od::value v, std::size_t depth) {
-    od::json_type t;
-    if (v.type().get(t)) return false;
-    switch (t) {
-      case od::json_type::array: {
-        od::array a;
-        if (depth >= kMaxCheckedDepth || v.get_array().get(a)) return false;
-        for (auto element : a) {
-          od::value e;
-          if (element.get(e) || !value(e, depth + 1)) return false;
-        }
-        return true;
-      }
-      case od::json_type::object: {
-        od::object o;
-        if (depth >= kMaxCheckedDepth || v.get_object().get(o)) return false;
-        for (auto member : o) {
-          od::field f;
-          if (std::move(member).get(f) || !value(f.value(), depth + 1)) return false;
-        }
-        return true;
-      }
-      case od::json_type::number: {
-        od::number n;  // the DOM's number parser: grammar, and range (no infinity, no integer beyond 64 bits)
-        return v.get_number().get(n) == simdjson::SUCCESS;
-      }
-      case od::json_type::string: {
-        od::raw_json_string s;  // its escapes were checked with the whole page
-        return v.get_raw_json_string().get(s) == simdjson::SUCCESS;
-      }
-      case od::json_type::boolean: {
-        bool b;
-        return v.get_bool().get(b) == simdjson::SUCCESS;
-      }
-      case od::json_type::null: {
-        bool is_null = false;
-        return v.is_null().get(is_null) == simdjson::SUCCESS && is_null;
-      }
-    }
-    return false;
-  }
+  char tok() const { return i_ < n_ ? buf_[idx_[i_]] : '\0'; }
 
-  // A value on the pointer's path, `k` tokens down.
-  bool on_path(od::value v, std::size_t depth, std::size_t k) {
-    if (k == path_.tokens.size()) return target(v, depth);
-    const PointerPath::Token& token = path_.tokens[k];
-    od::json_type t;
-    if (v.type().get(t) || depth >= kMaxCheckedDepth) return false;
-    bool found = false;
-    if (t == od::json_type::object) {
-      od::object o;
-      if (v.get_object().get(o)) return false;
-      for (auto member : o) {
-        od::field f;
-        if (std::move(member).get(f)) return false;
-        bool here = false;
-        if (!found) {  // the first member of that name, as the DOM's at_pointer finds it
-          std::string_view key;
-          if (f.unescaped_key().get(key)) return false;
-          here = found = key == token.key;
-        }
-        if (!(here ? on_path(f.value(), depth + 1, k + 1) : value(f.value(), depth + 1))) return false;
-      }
-      return found;
-    }
-    if (t == od::json_type::array) {
-      od::array a;
-      if (v.get_array().get(a)) return false;
-      std::size_t i = 0;
-      for (auto element : a) {
-        od::value e;
-        if (element.get(e)) return false;
-        const bool here = token.index && i++ == *token.index;
-        found = found || here;
-        if (!(here ? on_path(e, depth + 1, k + 1) : value(e, depth + 1))) return false;
-      }
-      return found;
-    }
-    return false;  // a scalar before the pointer's end
-  }
-
-  // The pointer's target: an array (its elements are the records) or an object (one record).
-  bool target(od::value v, std::size_t depth) {
-    od::json_type t;
-    if (v.type().get(t)) return false;
-    if (t == od::json_type::object) {
-      const char* begin = v.raw_json_token().data();
-      if (!value(v, depth)) return false;
-      spans_.emplace_back(begin, static_cast<std::size_t>(here() - begin));
-      return true;
-    }
-    od::array a;
-    if (t != od::json_type::array || depth >= kMaxCheckedDepth || v.get_array().get(a)) return false;
-    target_is_array_ = true;
-    for (auto element : a) {
-      od::value e;
-      if (element.get(e)) return false;
-      const std::string_view token = e.raw_json_token();
-      const bool container = token[0] == '{' || token[0] == '[';
-      if (!value(e, depth + 1)) return false;
-      // A container ends where the iterator now stands; a scalar is one token (the on-demand number
-      // getter does not move the iterator).
-      const char* end = container ? here() : token.data() + token.size();
-      spans_.emplace_back(token.data(), static_cast<std::size_t>(end - token.data()));
-    }
+  // A string token then ':' (an object's member name), stepped over.
+  bool key() {
+    if (tok() != '"') return false;
+    ++i_;
+    if (tok() != ':') return false;
+    ++i_;
     return true;
   }
 
-  const char* here() {
-    const char* at = nullptr;
-    return doc_.current_location().get(at) ? end_ : at;
+  // One value off the pointer's path, starting at token i_: checked, i_ left after it. The open
+  // containers on a local stack, not recursion; everything in locals (a char store into a member
+  // would make the compiler reload every member after it: this loop is the check's whole cost).
+  bool value() {
+    const char* const buf = buf_;
+    const uint32_t* const idx = idx_;
+    const std::size_t n = n_;
+    const std::size_t max_depth = kMaxCheckedDepth - std::min(path_.tokens.size(), kMaxCheckedDepth);
+    char stack[kMaxCheckedDepth];
+    std::size_t depth = 0;
+    std::size_t i = i_;
+    auto at = [&](std::size_t k) { return k < n ? buf[idx[k]] : '\0'; };
+    // A string token then ':' (an object's member name), stepped over.
+    auto member_name = [&] {
+      if (at(i) != '"' || at(i + 1) != ':') return false;
+      i += 2;
+      return true;
+    };
+    bool ok = false;
+    while (true) {
+      // At a value.
+      const char c = at(i);
+      if (c == '"') {  // the commonest token: closed and free of control characters (stage 1)
+        ++i;
+      } else if (c == '{' || c == '[') {
+        ++i;
+        if (at(i) == (c == '{' ? '}' : ']')) {
+          ++i;
+        } else {
+          if (depth >= max_depth) break;
+          stack[depth++] = c;
+          if (c == '{' && !member_name()) break;
+          continue;
+        }
+      } else {
+        if (i >= n || !scalar(i)) break;
+        ++i;
+      }
+      // After a value: close containers until one continues with ','.
+      bool next = false;
+      while (depth > 0) {
+        const char open = stack[depth - 1];
+        const char t = at(i++);
+        if (t == ',') {
+          next = open != '{' || member_name();
+          break;
+        }
+        if (t != (open == '{' ? '}' : ']')) break;
+        --depth;
+      }
+      if (depth == 0) {
+        ok = true;
+        break;
+      }
+      if (!next) break;
+    }
+    i_ = i;
+    return ok;
   }
 
-  od::document& doc_;
+  // A scalar token, as the DOM's stage 2 would read it (but strict: exactly the literal or number,
+  // only whitespace up to the next token).
+  bool scalar(std::size_t k) const {
+    const char* b = begin(k);
+    const char* e = end(k);
+    switch (*b) {
+      case '"': return true;  // closed and free of control characters (stage 1); escapes: escapes_valid
+      case 't': return std::string_view(b, static_cast<std::size_t>(e - b)) == "true";
+      case 'f': return std::string_view(b, static_cast<std::size_t>(e - b)) == "false";
+      case 'n': return std::string_view(b, static_cast<std::size_t>(e - b)) == "null";
+      default: return number(b, e);
+    }
+  }
+
+  // JSON's number grammar, and simdjson's range: an integer must fit 64 bits (signed if negative,
+  // unsigned if not); a float is refused only when it rounds to infinity (underflow reads as 0).
+  static bool number(const char* p, const char* e) {
+    auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    const bool negative = p < e && *p == '-';
+    if (negative) ++p;
+    if (p == e || !digit(*p)) return false;
+    const char* int_begin = p;
+    if (*p == '0') ++p;
+    else while (p < e && digit(*p)) ++p;
+    const char* int_end = p;
+    const char* frac_begin = p;
+    const char* frac_end = p;
+    bool is_float = false;
+    if (p < e && *p == '.') {
+      frac_begin = ++p;
+      while (p < e && digit(*p)) ++p;
+      if (p == frac_begin) return false;
+      frac_end = p;
+      is_float = true;
+    }
+    int64_t exponent = 0;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+      ++p;
+      const bool exp_negative = p < e && *p == '-';
+      if (p < e && (*p == '-' || *p == '+')) ++p;
+      const char* exp_begin = p;
+      for (; p < e && digit(*p); ++p)
+        if (exponent < 1000000000) exponent = exponent * 10 + (*p - '0');  // saturates: only its size matters
+      if (p == exp_begin) return false;
+      if (exp_negative) exponent = -exponent;
+      is_float = true;
+    }
+    if (p != e) return false;
+    const auto digits = static_cast<std::size_t>(int_end - int_begin);
+    if (!is_float) {
+      if (negative) return digits < 19 || (digits == 19 && std::memcmp(int_begin, "9223372036854775808", 19) <= 0);
+      return digits < 20 || (digits == 20 && std::memcmp(int_begin, "18446744073709551615", 20) <= 0);
+    }
+    // The decimal magnitude m of the leading non-zero digit: the value is in [10^m, 10^(m+1)).
+    int64_t m = 0;
+    const char* lead = int_begin;
+    while (lead < int_end && *lead == '0') ++lead;
+    if (lead < int_end) {
+      m = (int_end - lead - 1) + exponent;
+    } else {
+      lead = frac_begin;
+      while (lead < frac_end && *lead == '0') ++lead;
+      if (lead == frac_end) return true;  // zero, whatever the exponent
+      m = -(lead - frac_begin + 1) + exponent;
+    }
+    return m <= 307;  // below 10^308 < DBL_MAX; 10^308 .. 10^309 is left to the DOM (false), above is infinite
+  }
+
+  // Whether the member name at token k is `want`: 1 yes, 0 no, -1 unsure (an escaped name, which the
+  // DOM compares unescaped).
+  int key_is(std::size_t k, const std::string& want) const {
+    const char* p = begin(k) + 1;
+    const char* e = end(k);  // just after the closing quote
+    for (const char* q = p; q < e; ++q) {
+      if (*q == '\\') return -1;
+      if (*q == '"') return std::string_view(p, static_cast<std::size_t>(q - p)) == want ? 1 : 0;
+    }
+    return -1;
+  }
+
+  // A value on the pointer's path, `k` tokens down; the first member of the token's name (as the DOM's
+  // at_pointer finds it) or the element at its index leads on, every other value is checked.
+  bool on_path(std::size_t k) {
+    if (k == path_.tokens.size()) return target();
+    const PointerPath::Token& token = path_.tokens[k];
+    const char c = tok();
+    if (c != '{' && c != '[') return false;  // a scalar before the pointer's end
+    const char close = c == '{' ? '}' : ']';
+    ++i_;
+    if (tok() == close) return false;  // nothing there to reach
+    bool found = false;
+    for (std::size_t index = 0;; ++index) {
+      bool here = false;
+      if (c == '{') {
+        if (tok() != '"') return false;
+        if (!found) {
+          const int is = key_is(i_, token.key);
+          if (is < 0) return false;
+          here = found = is == 1;
+        }
+        if (!key()) return false;
+      } else {
+        here = token.index && index == *token.index;
+        found = found || here;
+      }
+      if (!(here ? on_path(k + 1) : value())) return false;
+      const char t = tok();
+      ++i_;
+      if (t == close) return found;
+      if (t != ',') return false;
+    }
+  }
+
+  // The pointer's target: an array (its elements are the records) or an object (one record).
+  bool target() {
+    const std::size_t first = i_;
+    if (tok() == '{') {
+      if (!value()) return false;
+      records_.push_back({first, i_ - 1});
+      return true;
+    }
+    if (tok() != '[') return false;
+    target_is_array_ = true;
+    ++i_;
+    if (tok() == ']') {
+      ++i_;
+      return true;
+    }
+    while (true) {
+      const std::size_t start = i_;
+      if (!value()) return false;
+      records_.push_back({start, i_ - 1});
+      const char t = tok();
+      ++i_;
+      if (t == ']') return true;
+      if (t != ',') return false;
+    }
+  }
+
+  const char* buf_;
+  std::size_t len_;
+  const uint32_t* idx_;
+  std::size_t n_;
   const PointerPath& path_;
-  const char* end_;
-  std::vector<std::string_view>& spans_;
+  std::vector<RecordTokens>& records_;
+  std::size_t i_ = 0;
   bool target_is_array_ = false;
 };
 
-// The second pass: from the rewound document to the pointer's target, by the same rules as the check.
+// simdjson 3.0.1 has no public way to iterate a document on demand from token positions another
+// reader found in the same stage 1 index; these derived types reach the protected members that
+// document/value use to do exactly that. The hand-out pass thus jumps to each record instead of
+// skipping what the callback left unread of the one before.
+class PageIterator : public od::json_iterator {
+ public:
+  explicit PageIterator(od::json_iterator&& it) : od::json_iterator(std::move(it)) {}
+  // Stage 1's index: its first token, and how many there are.
+  const uint32_t* tokens() const { return _root; }
+  std::size_t token_count() const { return static_cast<std::size_t>(end_position() - _root); }
+  // Token `k` of the index, as the iterator sees it.
+  od::token_position position_of(std::size_t k) const { return _root + k; }
+  // The iterator put at `position` with `depth` (1 = the document's root value), as if it had just
+  // arrived there; its string buffer and any error it met carry on.
+  void reenter(od::token_position position, od::depth_t depth) {
+    token.set_position(position);
+    _depth = depth;
+  }
+};
+class ValueAt : public od::value {
+ public:
+  // A value reading the token at `position` at `depth` through `it` (which must stand there).
+  static od::value make(od::json_iterator& it, od::depth_t depth, od::token_position position) {
+    return od::value::start(Start(&it, depth, position));
+  }
+
+ private:
+  struct Start : od::value_iterator {
+    Start(od::json_iterator* it, od::depth_t depth, od::token_position position)
+        : od::value_iterator(it, depth, position) {}
+  };
+};
+
+// From the document's start to the pointer's target by the DOM's rules (the first member of a name,
+// compared unescaped; canonical indexes), which on-demand at_pointer does not follow.
 simdjson::error_code navigate(od::document& doc, const PointerPath& path, od::value& out) {
   if (auto e = doc.get_value().get(out)) return e;
   for (const PointerPath::Token& token : path.tokens) {
@@ -470,16 +624,21 @@ simdjson::error_code navigate(od::document& doc, const PointerPath& path, od::va
   return simdjson::SUCCESS;
 }
 
-// A reused padded copy of `text` (simdjson reads past the end), iterated on demand. The padding is
-// zeroed so that bytes of an earlier, longer page are never read as part of this one.
-simdjson::simdjson_result<od::document> iterate_padded(std::string_view text, od::parser& parser,
-                                                       simdjson::padded_string& buffer) {
+// A reused padded copy of `text` (simdjson reads past the end). The padding is zeroed so that bytes of
+// an earlier, longer page are never read as part of this one.
+simdjson::padded_string_view pad(std::string_view text, simdjson::padded_string& buffer) {
   // (A default padded_string has no storage at all, not even padding: an empty first page needs one.)
   if (buffer.data() == nullptr || buffer.size() < text.size())
     buffer = simdjson::padded_string(text.size() + text.size() / 2);
   std::memcpy(buffer.data(), text.data(), text.size());
   std::memset(buffer.data() + text.size(), 0, simdjson::SIMDJSON_PADDING);
-  return parser.iterate(buffer.data(), text.size(), buffer.size() + simdjson::SIMDJSON_PADDING);
+  return simdjson::padded_string_view(buffer.data(), text.size(), buffer.size() + simdjson::SIMDJSON_PADDING);
+}
+
+// `text` padded and iterated on demand.
+simdjson::simdjson_result<od::document> iterate_padded(std::string_view text, od::parser& parser,
+                                                       simdjson::padded_string& buffer) {
+  return parser.iterate(pad(text, buffer));
 }
 
 }  // namespace
@@ -503,7 +662,6 @@ std::size_t visit_records(std::string_view body, const Endpoint& endpoint,
   thread_local od::parser parser;
   thread_local simdjson::padded_string buffer;
   thread_local simdjson::padded_string alone_buffer;  // not `buffer`: records' bytes point into it
-  thread_local std::vector<std::string_view> spans;
   PageRecord record;
   auto iterate = [&](std::string_view text) { return iterate_padded(text, parser, buffer); };
   // The page was accepted, so the on-demand reader cannot disagree; if it ever did, say so rather
@@ -540,71 +698,51 @@ std::size_t visit_records(std::string_view body, const Endpoint& endpoint,
     return texts.size();
   }
 
-  // Pass 1: the whole page checked on demand (stage 1 once, for both passes), the records located.
+  // Pass 1: stage 1 once, then the whole page checked on its token index and the records located.
   const PointerPath path = split_pointer(endpoint.records_pointer);
-  spans.clear();
-  od::document doc;
-  bool checked = false;
-  bool is_array = false;
-  if (path.usable && !iterate(body).get(doc) && escapes_valid(buffer.data(), buffer.data() + body.size())) {
-    PageCheck check(doc, path, buffer.data() + body.size(), spans);
-    checked = check.run();
-    is_array = check.target_is_array();
-  }
-
-  if (checked) {
-    // Pass 2: the same document rewound, each record handed out in place. The check passed, so this
-    // cannot fail; if it ever did, the records not yet handed out go the slow way (never lost, never
-    // twice).
-    const std::size_t count = spans.size();
-    std::size_t done = 0;
-    auto fast = [&]() -> simdjson::error_code {
-      doc.rewind();
-      od::value value;
-      if (auto e = navigate(doc, path, value)) return e;
-      if (!is_array) {
-        record.value = value;
-        record.index = 1;
-        record.raw_ = spans[0];
-        ++done;
-        on_record(record);
-        return simdjson::SUCCESS;
-      }
-      od::array array;
-      if (auto e = value.get_array().get(array)) return e;
-      for (auto element : array) {
-        if (done == count) return simdjson::TAPE_ERROR;
-        if (auto e = element.get(record.value)) return e;
-        record.raw_ = spans[done];
-        record.index = ++done;
+  thread_local std::vector<RecordTokens> records;
+  records.clear();
+  od::json_iterator raw;
+  // (iterate_raw, unlike iterate, allocates nothing for an empty body: a fresh parser would crash.)
+  if (path.usable && !body.empty() && !parser.iterate_raw(pad(body, buffer)).get(raw) &&
+      escapes_valid(buffer.data(), buffer.data() + body.size())) {
+    PageIterator it(std::move(raw));
+    TokenCheck check(buffer.data(), body.size(), it.tokens(), it.token_count(), path, records);
+    if (check.run()) {
+      const bool is_array = check.target_is_array();
+      // Pass 2: each record handed out in place, the iterator put at its first token (nothing to
+      // skip between records, however little of each the callback read).
+      const auto depth = static_cast<od::depth_t>(path.tokens.size() + (is_array ? 2 : 1));
+      for (std::size_t i = 0; i < records.size(); ++i) {
+        const RecordTokens& r = records[i];
+        const od::token_position at = it.position_of(r.first);
+        it.reenter(at, depth);
+        record.value = ValueAt::make(it, depth, at);
+        record.index = i + 1;
+        record.raw_ = std::string_view(check.begin(r.first),
+                                       static_cast<std::size_t>(check.end(r.last) - check.begin(r.first)));
         on_record(record);
       }
-      return simdjson::SUCCESS;
-    };
-    fast();
-    while (done < count) {
-      record.index = done + 1;
-      const std::string_view raw = spans[done];
-      ++done;
-      hand_out_alone(raw, nullptr, raw, {});
+      return records.size();
     }
-    return count;
   }
 
-  // The on-demand check refused the page or was unsure: the DOM decides, with select_records' own
+  // The token check refused the page or was unsure: the DOM decides, with select_records' own
   // code (its error, or its records when the page is valid after all, e.g. nested deeper than the
   // check goes).
   simdjson::dom::element target;
   const std::size_t count = walk(body, endpoint, nullptr, nullptr, &target);
   simdjson::dom::array dom_array;
-  is_array = target.get_array().get(dom_array) == simdjson::SUCCESS;
+  od::document doc;
+  const bool is_array = target.get_array().get(dom_array) == simdjson::SUCCESS;
   auto dom_it = is_array ? dom_array.begin() : simdjson::dom::array::iterator{};
   std::size_t done = 0;
   auto fast = [&]() -> simdjson::error_code {
     if (auto e = iterate(body).get(doc)) return e;
     od::value value;
     const std::string& ptr = endpoint.records_pointer;
-    if (auto e = (ptr.empty() ? doc.get_value() : doc.at_pointer(ptr)).get(value)) return e;
+    if (auto e = path.usable ? navigate(doc, path, value) : (ptr.empty() ? doc.get_value() : doc.at_pointer(ptr)).get(value))
+      return e;
     if (!is_array) {  // a single-record endpoint
       record.value = value;
       record.index = 1;

@@ -50,12 +50,14 @@ class PageRecord {
 // The hot-path form of select_records (the curator's): the same records, in the same order, with
 // the same errors, each as a PageRecord. Returns the record count. A page it refuses is refused
 // (RecordError) before the callback is called at all: the whole page is checked first.
-// How (plain records; synthesised ones are select_records' texts parsed one by one): one on-demand
-// stage 1, a first pass that checks everything the DOM parse would (structure, numbers, atoms,
-// string escapes, nothing after the document) and locates the records, then the same document
-// rewound and each record handed out in place. Whatever that check refuses or is unsure of (e.g.
-// nesting deeper than 256) goes to select_records' own DOM code, which throws its error or, if
-// the page is valid after all, is followed by the records as before (DOM check + on-demand read).
+// How (plain records; synthesised ones are select_records' texts parsed one by one): one stage 1,
+// a first pass over its token index alone that checks everything the DOM parse would (structure,
+// numbers and their range, atoms, string escapes, nothing after the document) and locates each
+// record's tokens, then each record handed out as an on-demand value started at its first token
+// (nothing skipped between records, whatever the callback left unread). Whatever that check
+// refuses or is unsure of (e.g. nesting deeper than 256, an escaped key on the pointer's path, a
+// float near the largest double) goes to select_records' own DOM code, which throws its error or,
+// if the page is valid after all, is followed by the records as before (DOM check + on-demand read).
 // The callback must not call select_records, count_selected_records or visit_records (they share
 // this thread's parsers).
 std::size_t visit_records(std::string_view body, const Endpoint& endpoint,
