@@ -38,22 +38,8 @@ ColumnBatch::Data::Data(FieldType t, const FieldSpec& spec) : type(t), precision
   }
 }
 
-void ColumnBatch::Data::push_null() {
-  valid.push_back(0);
-  switch (type) {
-    case FieldType::String:
-    case FieldType::Enum: offsets.push_back(arena.size()); break;
-    case FieldType::Int64:
-    case FieldType::Timestamp: i64.push_back(0); break;
-    case FieldType::Date: i32.push_back(0); break;
-    case FieldType::Double: f64.push_back(0); break;
-    case FieldType::Bool: b.push_back(0); break;
-    case FieldType::Decimal: dec.push_back(0); break;
-    case FieldType::Struct:
-      for (Data& c : children) c.push_null();
-      break;
-    case FieldType::List: items.push_back(items.back()); break;
-  }
+void ColumnBatch::Data::push_null_members() {
+  for (Data& c : children) c.push_null();
 }
 
 void ColumnBatch::Data::truncate(std::size_t n) {

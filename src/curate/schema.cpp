@@ -576,6 +576,8 @@ std::string plan_element(const FieldSpec& f, FieldPlan& plan, const std::string&
       } else {
         plan.member_keys.clear();
       }
+      for (const std::string& key : plan.member_keys)
+        if (key.find('\\') != std::string::npos) plan.unescape_keys = true;
       break;
     }
     case FieldType::List: {
@@ -610,6 +612,28 @@ bool is_json_number(std::string_view s) {
     i += e;
   }
   return i == s.size();
+}
+
+// An object member's key as written (between its quotes, escapes not decoded). Its end is the last
+// quote before the value (only whitespace and ':' lie between), found without scanning the key.
+std::string_view raw_key(od::field& field) {
+  const char* start = field.key().raw();
+  const char* end = field.value().raw_json_token().data();
+  while (*--end != '"') {
+  }
+  return std::string_view(start, static_cast<size_t>(end - start));
+}
+
+// Keys are matched raw first: a raw key equal to a declared key that holds no backslash is that key
+// (no escape in it, nothing to decode), so the usual key costs no unescaping and no copy. Only a key
+// that matched nothing and holds a backslash is decoded and matched again (`{"caf\u00e9": 1}`); a
+// declared key with a backslash could equal an escaped raw key (`\n`), so objects with such keys are
+// always decoded (see unescape_keys).
+bool has_backslash(std::string_view key) { return std::memchr(key.data(), '\\', key.size()) != nullptr; }
+
+// Length and first byte first: most keys differ from a candidate there, and then no memcmp is called.
+bool same_key(std::string_view a, const std::string& b) {
+  return a.size() == b.size() && (a.empty() || (a[0] == b[0] && std::memcmp(a.data(), b.data(), a.size()) == 0));
 }
 
 Reason parse_error(simdjson::error_code e) {
@@ -777,7 +801,10 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
     plan_field(spec, plan, spec.name);
     plan.from_param = spec.from_param;
     plans_.push_back(std::move(plan));
-    if (!spec.from_param.empty()) continue;  // not read from the record (set_params())
+    if (!spec.from_param.empty()) {  // not read from the record (set_params())
+      param_fields_.push_back(f);
+      continue;
+    }
     std::vector<std::string> segments;
     std::string why;
     split_pointer(field_path(spec), segments, why);
@@ -789,8 +816,10 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
       if (next == 0) {
         next = static_cast<uint32_t>(nodes_.size());
         int64_t index = array_index(seg);
-        nodes_.push_back(PointerNode{std::move(seg), index, {}, {}});
+        nodes_.push_back(PointerNode{std::move(seg), index, {}, {}, false, {}});
         nodes_[node].children.push_back(next);
+        nodes_[node].child_tags.push_back(key_tag(nodes_[next].key));
+        if (nodes_[next].key.find('\\') != std::string::npos) nodes_[node].unescape_keys = true;
       }
       node = next;
     }
@@ -948,16 +977,32 @@ simdjson::error_code RecordValidator::walk_object(od::object object, uint32_t no
   for (auto item : object) {
     od::field field;
     if (auto e = std::move(item).get(field)) return e;
-    std::string_view key;
-    if (auto e = field.unescaped_key().get(key)) return e;
+    const PointerNode& here = nodes_[node];
+    std::string_view key = raw_key(field);
+    bool decoded = false;
+    if (here.unescape_keys && has_backslash(key)) {
+      if (auto e = field.unescaped_key().get(key)) return e;
+      decoded = true;
+    }
     uint32_t match = 0;
     bool known = false;
-    for (uint32_t child : nodes_[node].children) {
-      if (nodes_[child].key != key) continue;
-      known = true;
-      if (!visited_[child]) {
-        match = child;
-        break;
+    for (int pass = 0; pass < 2 && !known; ++pass) {
+      if (pass == 1) {  // nothing matched raw: decode an escaped key and try again (an unknown key is
+                        // then kept decoded too)
+        if (decoded || !has_backslash(key)) break;
+        if (auto e = field.unescaped_key().get(key)) return e;
+        decoded = true;
+      }
+      const uint64_t tag = key_tag(key);
+      for (size_t c = 0; c < here.children.size(); ++c) {
+        if (here.child_tags[c] != tag) continue;
+        const uint32_t child = here.children[c];
+        if (!same_key(key, nodes_[child].key)) continue;
+        known = true;
+        if (!visited_[child]) {
+          match = child;
+          break;
+        }
       }
     }
     if (node == 0 && !known && schema_.evolution != Evolution::Ignore) {
@@ -1109,7 +1154,6 @@ void RecordValidator::convert(uint32_t f, const Scalar& s) {
 template <typename Out>
 bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Out& out, Reason& why,
                                     size_t depth) {
-  const char* tname = to_string(plan.type);
   bool ok = true;
   auto fail = [&](const char* code, std::string detail) {
     ok = false;
@@ -1118,14 +1162,14 @@ bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Out&
   };
   auto got = [&]() { return clip(s.json); };
   auto expected = [&]() {
-    std::string e = std::string("expected ") + tname;
+    std::string e = std::string("expected ") + to_string(plan.type);
     if (plan.type == FieldType::Date || (plan.type == FieldType::Timestamp))
       e += " (" + plan.format_text + ")";
     return e;
   };
   auto mismatch = [&]() { return fail("type_mismatch", expected() + ", got " + got()); };
   auto from_fail = [&](Fail f) {
-    if (f == Fail::OutOfRange) return fail("out_of_range", std::string(tname) + " out of range: " + got());
+    if (f == Fail::OutOfRange) return fail("out_of_range", std::string(to_string(plan.type)) + " out of range: " + got());
     return fail("bad_format", expected() + ", got " + got());
   };
   auto set = [&](auto v) {
@@ -1395,8 +1439,17 @@ simdjson::error_code RecordValidator::read_struct(const FieldPlan& plan, od::obj
   for (auto item : object) {
     od::field field;
     if (auto e = std::move(item).get(field)) return e;
+    std::string_view key = raw_key(field);
+    if (plan.unescape_keys && has_backslash(key)) {
+      if (auto e = field.unescaped_key().get(key)) return e;
+    }
     size_t i = 0;
-    while (i < n && !(field.key() == std::string_view(plan.member_keys[i]))) ++i;
+    while (i < n && !same_key(key, plan.member_keys[i])) ++i;
+    if (i == n && !plan.unescape_keys && has_backslash(key)) {  // as walk_object: decode, match again
+      if (auto e = field.unescaped_key().get(key)) return e;
+      i = 0;
+      while (i < n && !same_key(key, plan.member_keys[i])) ++i;
+    }
     if (i == n || member_slots_[depth][i] != Slot::Absent) continue;  // not a member, or repeated
     bool is_null = false, member_ok = true;
     od::value value = field.value();
@@ -1548,8 +1601,7 @@ void RecordValidator::set_params(std::map<std::string, std::string> params) { pa
 Outcome RecordValidator::finish() {
   // from_param fields: the message's params, converted as JSON strings of the field's type; a param the
   // extraction did not have is absent (default, NULL or missing_required, as for a record's key).
-  for (uint32_t f = 0; f < plans_.size(); ++f) {
-    if (plans_[f].from_param.empty()) continue;
+  for (uint32_t f : param_fields_) {
     auto it = params_.find(plans_[f].from_param);
     if (it == params_.end()) continue;
     Scalar s;

@@ -68,10 +68,11 @@ struct FieldPlan {
   int precision = 0, scale = 0;      // Decimal
   std::vector<std::string> values;   // Enum
   std::vector<FieldPlan> children;   // Struct: its fields; List: one element plan
-  // Struct: each field's pointer as its one key (raw, compared as simdjson's at_pointer does), so the
-  // struct is read in place from the record; empty when a pointer has several segments or two fields
-  // share a key (the struct is then re-read from its JSON text).
+  // Struct: each field's pointer as its one (unescaped) key, so the struct is read in place from the
+  // record; empty when a pointer has several segments or two fields share a key (the struct is then
+  // re-read from its JSON text).
   std::vector<std::string> member_keys;
+  bool unescape_keys = false;        // a member key holds a backslash: record keys are decoded first
   std::string from_param;            // top-level: the value comes from set_params(), not the record
 };
 // One JSON-pointer segment; the schema's pointers form a tree walked once per record.
@@ -80,7 +81,15 @@ struct PointerNode {
   int64_t index = -1;               // the segment as an array index, -1 when it is not one
   std::vector<uint32_t> fields;     // fields whose pointer ends here
   std::vector<uint32_t> children;   // node ids
+  bool unescape_keys = false;       // a child's key holds a backslash: record keys are decoded first
+  // The children's keys as (length | first byte << 32) tags, same order: the per-key scan compares
+  // one word per child and touches a child's node only when the tag matches.
+  std::vector<uint64_t> child_tags;
 };
+// The tag PointerNode::child_tags holds for a key.
+inline uint64_t key_tag(std::string_view key) {
+  return key.size() | (key.empty() ? 0 : uint64_t{static_cast<unsigned char>(key[0])} << 32);
+}
 }  // namespace schema_detail
 
 // Problems in a schema that make it unusable (bad pointer, unknown format, bad pattern, a default its
@@ -141,6 +150,7 @@ class RecordValidator {
   Schema schema_;
   std::vector<schema_detail::FieldPlan> plans_;
   std::vector<schema_detail::PointerNode> nodes_;  // nodes_[0] is the record itself
+  std::vector<uint32_t> param_fields_;             // the from_param fields, in schema order
   simdjson::ondemand::parser parser_;
   simdjson::padded_string buffer_;
   // Per-record scratch, reused to avoid allocations.

@@ -60,6 +60,21 @@ std::string refusal(const Outcome& o) {
   return o.reason->code + " " + o.reason->field;
 }
 
+// A struct cell's members joined by '|' (ints and strings; NULL as "-"), or what went wrong.
+std::string show_struct(const Outcome& o, size_t i = 0) {
+  if (!o.row) return "refused: " + o.reason->code + " " + o.reason->field;
+  const auto* sv = std::get_if<StructValue>(&(*o.row)[i]);
+  if (!sv) return "not a struct";
+  std::string out;
+  for (const Value& m : sv->fields) {
+    if (!out.empty()) out += '|';
+    if (const auto* x = std::get_if<int64_t>(&m)) out += std::to_string(*x);
+    else if (const auto* t = std::get_if<std::string>(&m)) out += *t;
+    else out += '-';
+  }
+  return out;
+}
+
 int64_t int_of(const std::string& json, const std::string& format = "") {
   return value<int64_t>(one(FieldType::Int64, json, format));
 }
@@ -465,6 +480,81 @@ TEST(Schema, DuplicateKeysFirstWins) {
   RecordValidator v(schema_of({field("a", FieldType::Int64)}));
   EXPECT_EQ(value<int64_t>(v.apply(R"({"a":1,"a":2})")), 1);
   EXPECT_EQ(refusal(v.apply(R"({"a":"x","a":2})")), "bad_format a");
+}
+
+// Keys are matched without decoding when they hold no escape; an escaped key must still match (top
+// level and inside a struct read in place), and a declared key with a backslash must match only its
+// escaped spelling, never a raw key that happens to have the same bytes.
+TEST(Schema, EscapedKeysMatchTheirDecodedKey) {
+  FieldSpec user = field("user", FieldType::Struct);
+  user.fields = {field("caf\xC3\xA9", FieldType::Int64), field("n", FieldType::String)};
+  RecordValidator v(schema_of({field("id", FieldType::Int64), user}));
+  Outcome o = v.apply(R"({"i\u0064": 7, "user": {"caf\u00e9": 1, "\u006e": "x"}})");
+  EXPECT_EQ(value<int64_t>(o, 0), 7);
+  EXPECT_EQ(show_struct(o, 1), "1|x");
+
+  // the declared key is the two characters backslash, n: its JSON spelling is "\\n"
+  RecordValidator slash(schema_of({field("k", FieldType::Int64, "/\\n")}));
+  EXPECT_EQ(value<int64_t>(slash.apply(R"({"\\n": 3})")), 3);
+  EXPECT_TRUE(is_null(slash.apply(R"({"\n": 3})")));   // a newline key: another key
+  FieldSpec inner = field("s", FieldType::Struct);
+  inner.fields = {field("k", FieldType::Int64, "/\\n")};
+  RecordValidator nested(schema_of({inner}));
+  EXPECT_EQ(show_struct(nested.apply(R"({"s": {"\n": 1, "\\n": 2}})")), "2");
+
+  // an unknown key is reported decoded
+  Schema frozen = schema_of({field("id", FieldType::Int64)});
+  frozen.evolution = Evolution::Freeze;
+  Outcome u = RecordValidator(frozen).apply(R"({"id": 1, "caf\u00e9": 2})");
+  EXPECT_EQ(refusal(u), "unknown_field caf\xC3\xA9");
+  // a bad escape in a key is malformed JSON, wherever the key is
+  EXPECT_EQ(refusal(v.apply(R"({"i\q": 7})")), "parse_error ");
+  EXPECT_EQ(refusal(v.apply(R"({"user": {"caf\q": 1}})")), "parse_error ");
+}
+
+TEST(Schema, DuplicateKeysFirstWinsWhateverTheSpelling) {
+  RecordValidator v(schema_of({field("a", FieldType::Int64)}));
+  EXPECT_EQ(value<int64_t>(v.apply(R"({"a":1,"\u0061":2})")), 1);
+  EXPECT_EQ(value<int64_t>(v.apply(R"({"\u0061":1,"a":2})")), 1);
+  FieldSpec s = field("s", FieldType::Struct);
+  s.fields = {field("a", FieldType::Int64)};
+  RecordValidator st(schema_of({s}));
+  EXPECT_EQ(show_struct(st.apply(R"({"s":{"\u0061":1,"a":"x"}})")), "1");
+  EXPECT_EQ(refusal(st.apply(R"({"s":{"a":"x","\u0061":1}})")), "bad_format s.a");
+}
+
+// A record refused by a field after earlier fields (text, struct members, list elements) were
+// written into the batch leaves the batch exactly as it was; the next record lands cleanly.
+TEST(Schema, RefusedRecordLeavesTheBatchAsItWas) {
+  FieldSpec user = field("user", FieldType::Struct);
+  user.fields = {field("login", FieldType::String), field("id", FieldType::Int64)};
+  FieldSpec tags = field("tags", FieldType::List);
+  tags.items = {field("", FieldType::String)};
+  std::vector<FieldSpec> fields = {field("title", FieldType::String), user, tags,
+                                   field("n", FieldType::Int64, "", true)};
+  RecordValidator v(schema_of(fields));
+  std::vector<Column> columns;
+  for (const FieldSpec& f : fields) columns.push_back({f.name, f.type, f});
+  ColumnBatch batch(columns);
+  ASSERT_TRUE(v.apply(R"({"title":"one","user":{"login":"a","id":1},"tags":["x"],"n":1})", batch).valid());
+  Outcome bad = v.apply(R"({"title":"a long title","user":{"login":"bb","id":2},"tags":["y","z"],"n":"q"})", batch);
+  EXPECT_EQ(refusal(bad), "bad_format n");
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch.column(0).arena, "one");
+  EXPECT_EQ(batch.column(1).children[0].arena, "a");
+  EXPECT_EQ(batch.column(2).children[0].size(), 1u);
+  EXPECT_EQ(batch.column(2).children[0].arena, "x");
+  // refused by a missing required field, decided only after the whole record was read
+  EXPECT_EQ(refusal(v.apply(R"({"title":"t","user":{"login":"c","id":3},"tags":["w"]})", batch)),
+            "missing_required n");
+  ASSERT_EQ(batch.size(), 1u);
+  ASSERT_TRUE(v.apply(R"({"title":"two","user":{"login":"d","id":4},"tags":[],"n":2})", batch).valid());
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_EQ(batch.column(0).arena, "onetwo");
+  EXPECT_EQ(std::get<int64_t>(batch.value(1, 3)), 2);
+  EXPECT_EQ(batch.column(1).children[0].arena, "ad");
+  EXPECT_EQ(batch.column(2).children[0].size(), 1u);
+  EXPECT_EQ(batch.column(2).items, (std::vector<uint64_t>{0, 1, 1}));
 }
 
 TEST(Schema, RequiredVersusNullable) {
