@@ -17,7 +17,7 @@ each timed from "succeeded" to bcb_sgs_monthly's data_through moving (what the d
 
 Env: APILAKE_RSS_SECONDS (180), APILAKE_RSS_RATE (20), APILAKE_RSS_QPS (5), APILAKE_RSS_WARMUP_S (20),
 APILAKE_RSS_SAMPLES=FILE (write "t_s rss_kb hwm_kb anon_kb file_kb" lines), APILAKE_RSS_FRESH_EVERY_S (2),
-APILAKE_RSS_REST_PROBES (3), APILAKE_BINARY; the environment is passed
+APILAKE_RSS_REST_PROBES (3), APILAKE_RSS_CURVE_S (30: the printed curve's step), APILAKE_BINARY; the environment is passed
 to apilake (e.g. MALLOC_ARENA_MAX=2 for an allocator experiment).
 Prints a summary and `ROW` lines for scripts/bench.sh; exit 1 when the load or the process failed.
 """
@@ -225,6 +225,15 @@ def main():
         print(f"rss: anonymous (RssAnon) first third {anon_first / 1024:.1f} MB, last third {anon_last / 1024:.1f} MB "
               f"({(anon_last - anon_first) / anon_first * 100:+.1f} %); file-backed (RssFile) at the end "
               f"{samples[-1][4] / 1024:.1f} MB", flush=True)
+        # The curve, to tell a cache filling to a bound (flattens) from growth with the lake (a line).
+        step = float(os.environ.get("APILAKE_RSS_CURVE_S", "30"))
+        curve = []
+        for k in range(int(elapsed // step) + 1):
+            window = [x for x in samples if k * step <= x[0] < (k + 1) * step]
+            if window:
+                curve.append(f"{k * step:.0f}s {statistics.median(x[1] for x in window) / 1024:.1f}/"
+                             f"{statistics.median(x[3] for x in window) / 1024:.1f}")
+        print(f"rss: curve, median VmRSS/RssAnon MB per {step:.0f} s: " + ", ".join(curve), flush=True)
         print(f"rss: files at the end: {files['curated']} curated Parquet, {files['insights']} insight Parquet; "
               f"insight refreshes run: {refreshes}", flush=True)
         for m, v in lags.items():
