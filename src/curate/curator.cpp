@@ -238,27 +238,6 @@ int64_t partition_time(int column, const ColumnBatch& batch, std::size_t r, int6
   return ingested_us;
 }
 
-// layout.h's file_slices (same caps, same size estimate), over the rows a group selected from a batch.
-std::vector<std::pair<std::size_t, std::size_t>> file_slices(const ColumnBatch& batch,
-                                                             const std::vector<uint32_t>& rows,
-                                                             const Endpoint::Files& files) {
-  std::vector<std::pair<std::size_t, std::size_t>> out;
-  const std::size_t max_rows = files.max_rows > 0 ? static_cast<std::size_t>(files.max_rows) : rows.size();
-  const std::size_t max_bytes = (files.max_mb > 0 ? static_cast<std::size_t>(files.max_mb) : 1u << 20) << 20;
-  std::size_t begin = 0, bytes = 0;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const std::size_t b = batch.estimated_bytes(rows[i]);
-    if (i > begin && (i - begin >= max_rows || bytes + b > max_bytes)) {
-      out.emplace_back(begin, i);
-      begin = i;
-      bytes = 0;
-    }
-    bytes += b;
-  }
-  if (begin < rows.size()) out.emplace_back(begin, rows.size());
-  return out;
-}
-
 void write_file(const fs::path& path, const std::string& bytes) {
   {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -435,7 +414,8 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
         // <first>-<last>-pNNN in row order (deterministic, so a rewrite still replaces).
         // Rows staged before an evolve in this batch hold NULL in the new columns (insert_column).
         const ColumnBatch& batch = g.dataset->batch;
-        const auto slices = file_slices(batch, g.rows, g.files);
+        const auto slices =
+            file_slices(g.rows.size(), g.files, [&](std::size_t i) { return batch.estimated_bytes(g.rows[i]); });
         // The schema version the rows follow (docs/schema.md "Evolution"), in the file's metadata.
         const std::map<std::string, std::string> schema_kv = {
             {"apilake_schema_version", std::to_string(g.dataset->schema.version)}};

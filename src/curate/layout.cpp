@@ -47,23 +47,28 @@ std::size_t estimated_bytes(const Row& row) {
 }
 }  // namespace
 
-std::vector<std::pair<std::size_t, std::size_t>> file_slices(const std::vector<Row>& rows,
-                                                             const Endpoint::Files& files) {
+std::vector<std::pair<std::size_t, std::size_t>> file_slices(std::size_t count, const Endpoint::Files& files,
+                                                             const std::function<std::size_t(std::size_t)>& bytes) {
   std::vector<std::pair<std::size_t, std::size_t>> out;
-  const std::size_t max_rows = files.max_rows > 0 ? static_cast<std::size_t>(files.max_rows) : rows.size();
+  const std::size_t max_rows = files.max_rows > 0 ? static_cast<std::size_t>(files.max_rows) : count;
   const std::size_t max_bytes = (files.max_mb > 0 ? static_cast<std::size_t>(files.max_mb) : 1u << 20) << 20;
-  std::size_t begin = 0, bytes = 0;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const std::size_t b = estimated_bytes(rows[i]);
-    if (i > begin && (i - begin >= max_rows || bytes + b > max_bytes)) {
+  std::size_t begin = 0, total = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t b = bytes(i);
+    if (i > begin && (i - begin >= max_rows || total + b > max_bytes)) {
       out.emplace_back(begin, i);
       begin = i;
-      bytes = 0;
+      total = 0;
     }
-    bytes += b;
+    total += b;
   }
-  if (begin < rows.size()) out.emplace_back(begin, rows.size());
+  if (begin < count) out.emplace_back(begin, count);
   return out;
+}
+
+std::vector<std::pair<std::size_t, std::size_t>> file_slices(const std::vector<Row>& rows,
+                                                             const Endpoint::Files& files) {
+  return file_slices(rows.size(), files, [&](std::size_t i) { return estimated_bytes(rows[i]); });
 }
 
 void append_lineage_columns(std::vector<Column>& columns) {

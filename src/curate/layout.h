@@ -7,6 +7,7 @@
 //   uncompressed) files.max_mb MiB each; at least one row per slice.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +26,9 @@ int64_t partition_time(int column, const Row& row, int64_t ingested_us);
 
 std::vector<std::pair<std::size_t, std::size_t>> file_slices(const std::vector<Row>& rows,
                                                              const Endpoint::Files& files);
+// The same rule over `count` rows whose estimated sizes `bytes(i)` gives (the curator's column batch).
+std::vector<std::pair<std::size_t, std::size_t>> file_slices(std::size_t count, const Endpoint::Files& files,
+                                                             const std::function<std::size_t(std::size_t)>& bytes);
 
 // The lineage columns every curated file ends with, after the schema's fields:
 //   _extraction_id VARCHAR, _message_id VARCHAR, _ingested_at TIMESTAMPTZ,
