@@ -852,8 +852,10 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
   visited_.resize(nodes_.size());
 }
 
-// The record in progress is written into out_'s last row, begun here and taken back if it is refused.
-Outcome RecordValidator::apply(std::string_view record_json, ColumnBatch& batch) {
+// The record in progress is written into out_'s last row, begun here and taken back if it is refused
+// (or if reading it throws).
+template <typename Read>
+Outcome RecordValidator::apply_into(ColumnBatch& batch, Read&& read) {
   batch.begin_row();
   out_ = &batch;
   struct Done {
@@ -862,7 +864,7 @@ Outcome RecordValidator::apply(std::string_view record_json, ColumnBatch& batch)
   } done{this};
   Outcome outcome;
   try {
-    outcome = apply_text(record_json);
+    outcome = read();
   } catch (...) {
     batch.rollback_row();
     throw;
@@ -871,22 +873,12 @@ Outcome RecordValidator::apply(std::string_view record_json, ColumnBatch& batch)
   return outcome;
 }
 
+Outcome RecordValidator::apply(std::string_view record_json, ColumnBatch& batch) {
+  return apply_into(batch, [&] { return apply_text(record_json); });
+}
+
 Outcome RecordValidator::apply(od::value record, ColumnBatch& batch) {
-  batch.begin_row();
-  out_ = &batch;
-  struct Done {
-    RecordValidator* v;
-    ~Done() { v->out_ = nullptr; }
-  } done{this};
-  Outcome outcome;
-  try {
-    outcome = apply_value(record);
-  } catch (...) {
-    batch.rollback_row();
-    throw;
-  }
-  if (!outcome.valid()) batch.rollback_row();
-  return outcome;
+  return apply_into(batch, [&] { return apply_value(record); });
 }
 
 Outcome RecordValidator::apply(std::string_view record_json) {

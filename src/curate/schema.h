@@ -141,6 +141,8 @@ class RecordValidator {
                       Reason& why, size_t depth);
   Outcome apply_text(std::string_view record_json);
   Outcome apply_value(simdjson::ondemand::value record);
+  template <typename Read>
+  Outcome apply_into(ColumnBatch& batch, Read&& read);
   simdjson::error_code walk_object(simdjson::ondemand::object object, uint32_t node);
   simdjson::error_code walk_array(simdjson::ondemand::array array, uint32_t node);
   simdjson::error_code visit(simdjson::ondemand::value& value, uint32_t node);
