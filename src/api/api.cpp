@@ -280,14 +280,11 @@ std::optional<ServerResponse> Api::create_extraction(const ServerRequest& reques
   ServerResponse r;
   r.status = 202;
   r.body.reserve(96);
-  r.body += "{\"id\":";
-  json_write::string(r.body, prepared.record.id);
-  r.body += ",\"status\":\"queued\"";
-  if (prepared.incremental_from) {
-    r.body += ",\"incremental_from\":";
-    json_write::string(r.body, *prepared.incremental_from);
-  }
-  r.body += '}';
+  json_write::Object o(r.body);
+  o.string("id", prepared.record.id);
+  o.string("status", "queued");
+  if (prepared.incremental_from) o.string("incremental_from", *prepared.incremental_from);
+  o.close();
   r.headers.emplace_back("Location", "/v1/extractions/" + prepared.record.id);
   deps_.extractions->submit_async(
       std::move(prepared.record),
@@ -356,53 +353,23 @@ namespace {
 // One extraction as GET /v1/extractions/{id} shows it (also each item of GET /v1/extractions),
 // written as text: the same bytes a json::object of these members would serialise to.
 void append_extraction_json(std::string& out, const Extraction& e, Ledger& ledger) {
-  namespace jw = json_write;
-  auto curated = ledger.counts("curate", e.id);
-  out += '{';
-  jw::key(out, "id");
-  jw::string(out, e.id);
-  out += ',';
-  jw::key(out, "source");
-  jw::string(out, e.source);
-  out += ',';
-  jw::key(out, "endpoint");
-  jw::string(out, e.endpoint);
-  out += ',';
-  jw::key(out, "params");
+  const auto curated = ledger.counts("curate", e.id);
+  json_write::Object o(out);
+  o.string("id", e.id);
+  o.string("source", e.source);
+  o.string("endpoint", e.endpoint);
   // Stored as compact JSON by ExtractionService::prepare: copied, not re-parsed.
-  out += e.params_json.empty() ? std::string_view("{}") : std::string_view(e.params_json);
-  out += ',';
-  jw::key(out, "status");
-  jw::string(out, e.status);
-  out += ',';
-  jw::key(out, "pages");
-  jw::integer(out, e.pages);
-  out += ',';
-  jw::key(out, "records");
-  jw::integer(out, e.records);
-  out += ',';
-  jw::key(out, "bytes");
-  jw::integer(out, e.bytes);
-  out += ',';
-  jw::key(out, "curated");
-  jw::integer(out, curated.rows);
-  out += ',';
-  jw::key(out, "deadlettered");
-  jw::integer(out, curated.deadlettered);
-  out += ',';
-  jw::key(out, "created_at");
-  jw::iso_time(out, e.created_us);
-  if (e.finished_us) {
-    out += ',';
-    jw::key(out, "finished_at");
-    jw::iso_time(out, e.finished_us);
-  }
-  if (!e.error.empty()) {
-    out += ',';
-    jw::key(out, "error");
-    jw::string(out, e.error);
-  }
-  out += '}';
+  o.raw("params", e.params_json.empty() ? std::string_view("{}") : std::string_view(e.params_json));
+  o.string("status", e.status);
+  o.integer("pages", e.pages);
+  o.integer("records", e.records);
+  o.integer("bytes", e.bytes);
+  o.integer("curated", curated.rows);
+  o.integer("deadlettered", curated.deadlettered);
+  o.time("created_at", e.created_us);
+  if (e.finished_us) o.time("finished_at", e.finished_us);
+  if (!e.error.empty()) o.string("error", e.error);
+  o.close();
 }
 }  // namespace
 

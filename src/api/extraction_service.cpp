@@ -20,14 +20,10 @@ std::string rfc3339(int64_t us) {
 // Params as a compact JSON object, keys in order (the bytes boost::json::serialize makes of the same
 // object, without building it).
 std::string params_to_json(const Params& params) {
-  std::string out = "{";
-  for (const auto& [k, v] : params) {
-    if (out.size() > 1) out += ',';
-    json_write::string(out, k);
-    out += ':';
-    json_write::string(out, v);
-  }
-  out += '}';
+  std::string out;
+  json_write::Object o(out);
+  for (const auto& [k, v] : params) o.string(k, v);
+  o.close();
   return out;
 }
 

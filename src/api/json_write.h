@@ -16,13 +16,6 @@ namespace apilake::json_write {
 // writer): only the document around it is composed here, without a DOM.
 inline void string(std::string& out, std::string_view s) { out += boost::json::serialize(boost::json::string_view(s)); }
 
-// `"key":` (key is trusted: no escaping).
-inline void key(std::string& out, std::string_view k) {
-  out += '"';
-  out += k;
-  out += "\":";
-}
-
 inline void integer(std::string& out, int64_t v) { fmt::format_to(std::back_inserter(out), "{}", v); }
 
 // RFC 3339 UTC to the second, e.g. "2026-11-26T08:53:47Z" (quotes included): what fmt 9's
@@ -38,5 +31,27 @@ inline void iso_time(std::string& out, int64_t us) {
                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
                  hms.minutes().count(), hms.seconds().count());
 }
+
+// One object's members, commas placed: Object o(out); o.string("id", id); o.integer("n", 3); o.close();
+class Object {
+ public:
+  explicit Object(std::string& out) : out_(out) { out_ += '{'; }
+  void string(std::string_view k, std::string_view v) { json_write::string(next(k), v); }
+  void integer(std::string_view k, int64_t v) { json_write::integer(next(k), v); }
+  void time(std::string_view k, int64_t us) { iso_time(next(k), us); }
+  void raw(std::string_view k, std::string_view json) { next(k) += json; }  // `json` is already JSON text
+  void close() { out_ += '}'; }
+
+ private:
+  std::string& next(std::string_view k) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    json_write::string(out_, k);  // escaped: params' keys come from requests
+    out_ += ':';
+    return out_;
+  }
+  std::string& out_;
+  bool first_ = true;
+};
 
 }  // namespace apilake::json_write

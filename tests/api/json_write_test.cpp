@@ -31,14 +31,13 @@ TEST(JsonWrite, StringsEscapeLikeBoostJson) {
 }
 
 TEST(JsonWrite, ObjectTextMatchesTheDom) {
-  std::string out = "{";
-  json_write::key(out, "id");
-  json_write::string(out, "a\"b");
-  out += ',';
-  json_write::key(out, "n");
-  json_write::integer(out, -42);
-  out += '}';
-  EXPECT_EQ(out, boost::json::serialize(boost::json::object{{"id", "a\"b"}, {"n", -42}}));
+  std::string out;
+  json_write::Object o(out);
+  o.string("id", "a\"b");
+  o.integer("n", -42);
+  o.string("k\"ey", "v");
+  o.close();
+  EXPECT_EQ(out, boost::json::serialize(boost::json::object{{"id", "a\"b"}, {"n", -42}, {"k\"ey", "v"}}));
   EXPECT_NO_THROW(boost::json::parse(out));
 }
 
