@@ -2,29 +2,18 @@
 // ties on created_us in insertion order (newest inserted first), progress as stored.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 
 #include "api/extraction_store.h"
+#include "support/temp_dir.h"
 
 namespace apilake {
 namespace {
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tpl = (fs::temp_directory_path() / "apilake-list-XXXXXX").string();
-    if (!mkdtemp(tpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 Extraction row(const std::string& id, int64_t created_us) {
   Extraction e;
@@ -39,7 +28,7 @@ Extraction row(const std::string& id, int64_t created_us) {
 
 TEST(ExtractionList, NewestFirstAcrossStatusesCutAtTheLimit) {
   TempDir dir;
-  ExtractionStore store(dir.path / "extractions.db");
+  ExtractionStore store(dir / "extractions.db");
   EXPECT_TRUE(store.recent(10).empty());
   store.insert(row("old", 1'000));
   store.insert(row("new", 3'000));
@@ -67,7 +56,7 @@ TEST(ExtractionList, NewestFirstAcrossStatusesCutAtTheLimit) {
 
 TEST(ExtractionList, SameMicrosecondListsTheLaterInsertFirst) {
   TempDir dir;
-  ExtractionStore store(dir.path / "extractions.db");
+  ExtractionStore store(dir / "extractions.db");
   store.insert(row("a", 5'000));
   store.insert(row("b", 5'000));
   auto r = store.recent(2);

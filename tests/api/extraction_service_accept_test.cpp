@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <stdexcept>
@@ -14,23 +13,13 @@
 #include "api/extraction_service.h"
 #include "api/extraction_store.h"
 #include "bus/sqlite_bus.h"
+#include "support/temp_dir.h"
 
 namespace apilake {
 namespace {
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tpl = (fs::temp_directory_path() / "apilake-accept-XXXXXX").string();
-    if (!mkdtemp(tpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 Extraction row(int i) {
   Extraction e;
@@ -55,11 +44,16 @@ int submit_all(ExtractionService& svc, int n) {
   return accepted.load();
 }
 
-TEST(ExtractionServiceAccept, AcceptOnlyInstanceRecordsBeyondTheQueueLimitAndRunsNothing) {
+// The store and the bus of one test, in a fresh directory; each test builds its service on them.
+class ExtractionServiceAccept : public ::testing::Test {
+ protected:
   TempDir dir;
   std::vector<Source> sources;
-  ExtractionStore store(dir.path / "extractions.db");
-  SqliteBus bus(dir.path / "bus.db");
+  ExtractionStore store{dir / "extractions.db"};
+  SqliteBus bus{dir / "bus.db"};
+};
+
+TEST_F(ExtractionServiceAccept, AcceptOnlyInstanceRecordsBeyondTheQueueLimitAndRunsNothing) {
   ExtractionServiceOptions options;
   options.workers = 0;
   options.max_queue = 2;
@@ -75,11 +69,7 @@ TEST(ExtractionServiceAccept, AcceptOnlyInstanceRecordsBeyondTheQueueLimitAndRun
 
 // prepare(): 32 lowercase hex digits, the first 12 the creation time in milliseconds (so the ids of
 // consecutive extractions increase), the rest random (no two alike); the params as compact JSON.
-TEST(ExtractionServiceAccept, PreparedIdsAreHexTimeOrderedAndDistinct) {
-  TempDir dir;
-  std::vector<Source> sources;
-  ExtractionStore store(dir.path / "extractions.db");
-  SqliteBus bus(dir.path / "bus.db");
+TEST_F(ExtractionServiceAccept, PreparedIdsAreHexTimeOrderedAndDistinct) {
   ExtractionServiceOptions options;
   options.workers = 0;
   ExtractionService svc(sources, store, bus, options);
@@ -103,11 +93,7 @@ TEST(ExtractionServiceAccept, PreparedIdsAreHexTimeOrderedAndDistinct) {
   EXPECT_EQ(ids.size(), 500u);
 }
 
-TEST(ExtractionServiceAccept, WithWorkersTheQueueLimitRefusesAndTheRowsRun) {
-  TempDir dir;
-  std::vector<Source> sources;
-  ExtractionStore store(dir.path / "extractions.db");
-  SqliteBus bus(dir.path / "bus.db");
+TEST_F(ExtractionServiceAccept, WithWorkersTheQueueLimitRefusesAndTheRowsRun) {
   ExtractionServiceOptions options;
   options.workers = 1;
   options.max_queue = 0;  // always full: every submission is refused before anything is stored

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <stdexcept>
@@ -13,23 +12,13 @@
 #include <vector>
 
 #include "api/extraction_store.h"
+#include "support/temp_dir.h"
 
 namespace apilake {
 namespace {
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tpl = (fs::temp_directory_path() / "apilake-commit-XXXXXX").string();
-    if (!mkdtemp(tpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 Extraction row(const std::string& id) {
   Extraction e;
@@ -44,7 +33,7 @@ Extraction row(const std::string& id) {
 
 TEST(ExtractionStoreCommit, ConcurrentAsyncInsertsAreAllCommittedAndSurviveReopen) {
   TempDir dir;
-  const fs::path db = dir.path / "state" / "extractions.db";
+  const fs::path db = dir / "state" / "extractions.db";
   constexpr int kThreads = 4, kPerThread = 250;
   std::atomic<int> ok{0}, failed{0};
   {
@@ -76,7 +65,7 @@ TEST(ExtractionStoreCommit, ConcurrentAsyncInsertsAreAllCommittedAndSurviveReope
 // A duplicate id fails only its own row; the rows around it in the same batch are stored.
 TEST(ExtractionStoreCommit, DuplicateFailsOnlyItsOwnRow) {
   TempDir dir;
-  ExtractionStore store(dir.path / "extractions.db");
+  ExtractionStore store(dir / "extractions.db");
   store.insert(row("first"));
   EXPECT_THROW(store.insert(row("first")), std::runtime_error);
 
@@ -108,7 +97,7 @@ TEST(ExtractionStoreCommit, DuplicateFailsOnlyItsOwnRow) {
 // same file sees it), every counter exact (no update lost or applied twice in a batch).
 TEST(ExtractionStoreCommit, ConcurrentProgressUpdatesAreDurableWhenTheyReturn) {
   TempDir dir;
-  const fs::path db = dir.path / "extractions.db";
+  const fs::path db = dir / "extractions.db";
   constexpr int kThreads = 8, kPages = 5;
   ExtractionStore store(db);
   std::vector<std::thread> threads;
@@ -147,7 +136,7 @@ TEST(ExtractionStoreCommit, ConcurrentProgressUpdatesAreDurableWhenTheyReturn) {
 // committed pages reach the database file itself while the store is open.
 TEST(ExtractionStoreCommit, TheWalIsCheckpointedInTheBackground) {
   TempDir dir;
-  const fs::path db = dir.path / "extractions.db";
+  const fs::path db = dir / "extractions.db";
   ExtractionStore store(db);
   const auto initial = fs::file_size(db);
   for (int i = 0; i < 1500; ++i) store.insert(row("w" + std::to_string(i)));  // ~1 WAL frame or more each
@@ -164,7 +153,7 @@ TEST(ExtractionStoreCommit, TheWalIsCheckpointedInTheBackground) {
 // when it returns; without them it changes no counter.
 TEST(ExtractionStoreCommit, FinishWithTheLastPageAddsItInTheSameWrite) {
   TempDir dir;
-  const fs::path db = dir.path / "extractions.db";
+  const fs::path db = dir / "extractions.db";
   ExtractionStore store(db);
   store.insert(row("p"));
   store.set_running("p");

@@ -2,21 +2,20 @@
 // params key), and it survives a restart (a new store on the same SQLite file).
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 
 #include "api/extraction_store.h"
 #include "source/source.h"
+#include "support/temp_dir.h"
 
 namespace apilake {
 namespace {
 namespace fs = std::filesystem;
 
 TEST(IncrementalState, RoundTripHighestWinsAndSurvivesRestart) {
-  std::string tpl = (fs::temp_directory_path() / "apilake-inc-XXXXXX").string();
-  ASSERT_TRUE(mkdtemp(tpl.data()));
-  const fs::path db = fs::path(tpl) / "state" / "extractions.db";
+  test::TempDir dir;
+  const fs::path db = dir / "state" / "extractions.db";
   {
     ExtractionStore store(db);
     EXPECT_EQ(store.incremental_state("gh", "issues", R"({"repo":"a"})"), std::nullopt);
@@ -34,8 +33,6 @@ TEST(IncrementalState, RoundTripHighestWinsAndSurvivesRestart) {
   EXPECT_EQ(reopened.incremental_state("gh", "pulls", R"({"repo":"a"})"), std::nullopt);
   reopened.save_incremental_state("gh", "issues", R"({"repo":"a"})", "2024-04-01T00:00:00Z", cursor_less);
   EXPECT_EQ(reopened.incremental_state("gh", "issues", R"({"repo":"a"})"), "2024-04-01T00:00:00Z");
-  std::error_code ec;
-  fs::remove_all(tpl, ec);
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
-#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -22,6 +21,8 @@
 #include "net/http_client.h"
 #include "net/retry.h"
 #include "source/source.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 namespace json = boost::json;
 using namespace apilake;
@@ -30,31 +31,13 @@ namespace {
 
 const std::filesystem::path kSources = std::filesystem::path(APILAKE_SOURCE_DIR) / "sources";
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() /
-           ("apilake-replay-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
+using test::slurp;
+using test::TempDir;
 
 void write(const std::filesystem::path& p, const std::string& text) {
   std::filesystem::create_directories(p.parent_path());
   std::ofstream f(p, std::ios::binary);
   f << text;
-}
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 HttpResponse get(const std::string& url, const std::string& method = "GET") {
@@ -319,7 +302,7 @@ TEST(Replay, UnmatchedRequestsGetAProblemBody) {
 
 TEST(Replay, StatusHeadersFirstMatchAndBasePlaceholder) {
   TempDir tmp;
-  write(tmp.path / "fixtures" / "replay.yaml", R"(responses:
+  write(tmp / "fixtures" / "replay.yaml", R"(responses:
   - path: /items
     query: {cursor: "a b/c"}
     status: 200
@@ -334,11 +317,11 @@ TEST(Replay, StatusHeadersFirstMatchAndBasePlaceholder) {
     headers: {Retry-After: "7"}
     body_file: err.json
 )");
-  write(tmp.path / "fixtures" / "page1.json", R"({"items":[1,2],"next":"{{base}}/items?cursor=a%20b%2Fc"})");
-  write(tmp.path / "fixtures" / "page2.json", R"({"items":[3],"next":null,"self":"{{base}}"})");
-  write(tmp.path / "fixtures" / "never.json", R"([])");
-  write(tmp.path / "fixtures" / "err.json", R"({"error":"down"})");
-  auto source = hand_source(tmp.path);
+  write(tmp / "fixtures" / "page1.json", R"({"items":[1,2],"next":"{{base}}/items?cursor=a%20b%2Fc"})");
+  write(tmp / "fixtures" / "page2.json", R"({"items":[3],"next":null,"self":"{{base}}"})");
+  write(tmp / "fixtures" / "never.json", R"([])");
+  write(tmp / "fixtures" / "err.json", R"({"error":"down"})");
+  auto source = hand_source(tmp.path());
   ReplayServer replay({source}, 0);
   replay.start();
   auto base = replay.base_url_for(source);
@@ -367,7 +350,7 @@ TEST(Replay, StatusHeadersFirstMatchAndBasePlaceholder) {
   rewritten.base_url = base;
   EXPECT_EQ(replay.base_url_for(rewritten), base);
   // A source without fixtures still gets a URL (everything under it is a 404).
-  auto other = hand_source(tmp.path / "none", "https://other.example/x/");
+  auto other = hand_source(tmp / "none", "https://other.example/x/");
   other.name = "other";
   EXPECT_EQ(replay.base_url_for(other), "http://127.0.0.1:" + std::to_string(replay.port()) + "/other/x");
   EXPECT_EQ(get(replay.base_url_for(other) + "/items").status, 404);
@@ -401,9 +384,9 @@ TEST(Replay, ConcurrentRequestsGetTheirOwnResponses) {
 
 TEST(Replay, BadFixturesAreRefusedWithFileAndLine) {
   TempDir tmp;
-  auto source = hand_source(tmp.path);
-  const auto yaml = tmp.path / "fixtures" / "replay.yaml";
-  write(tmp.path / "fixtures" / "ok.json", "[]");
+  auto source = hand_source(tmp.path());
+  const auto yaml = tmp / "fixtures" / "replay.yaml";
+  write(tmp / "fixtures" / "ok.json", "[]");
 
   write(yaml, "responses:\n  - path: /a\n    body_file: ok.json\n  - path: /b\n    body_file: missing.json\n");
   auto msg = expect_error(source);
@@ -423,7 +406,7 @@ TEST(Replay, BadFixturesAreRefusedWithFileAndLine) {
   msg = expect_error(source);
   EXPECT_NE(msg.find(yaml.string() + ":3:"), std::string::npos) << msg;
 
-  write(tmp.path / "secret.json", "{}");
+  write(tmp / "secret.json", "{}");
   write(yaml, "responses:\n  - path: /a\n    body_file: ../secret.json\n");
   msg = expect_error(source);
   EXPECT_NE(msg.find("inside"), std::string::npos) << msg;

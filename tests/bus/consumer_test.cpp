@@ -11,7 +11,8 @@
 #include <thread>
 
 #include "bus/sqlite_bus.h"
-#include "temp_dir.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -19,14 +20,8 @@ namespace fs = std::filesystem;
 namespace apilake {
 namespace {
 
+using test::slurp;
 using test::TempDir;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Writes one real staged file per batch ("<id>\t<data>" lines) named after its first and last
 // message, and counts one row per message for its "extraction_id" attribute.

@@ -14,7 +14,7 @@
 #include "bus/pubsub_bus.h"
 #include "lake/lake.h"
 #include "pubsub_emulator.h"
-#include "temp_dir.h"
+#include "support/temp_dir.h"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -27,13 +27,7 @@ std::string unique_name(const std::string& base) {
   return base + "-ol-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
 }
 
-PubSubOptions emulator() {
-  PubSubOptions o;
-  o.project = "apilake-test";
-  o.endpoint = "http://" + test::PubSubEmulator::host();
-  o.ack_deadline_s = 10;
-  return o;
-}
+PubSubOptions emulator() { return test::PubSubEmulator::options(); }
 
 // A real file-writing handler: one staged file per batch in the lake's staging dir ("<id>\t<data>"
 // lines), final name from the first and last message id, one row per message for extraction_id.

@@ -3,10 +3,8 @@
 // (a gtest Environment). Missing emulator = a test FAILURE with a clear message, never a skip.
 #pragma once
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -17,7 +15,9 @@
 #include <string>
 #include <thread>
 
+#include "bus/pubsub_bus.h"
 #include "net/http_client.h"
+#include "support/free_port.h"
 
 namespace apilake::test {
 
@@ -30,6 +30,15 @@ class PubSubEmulator {
     auto& e = instance();
     if (e.pid_ <= 0) e.start();
     return e.host_;
+  }
+  // Options for a PubSubBus on this emulator (started on first use): project "apilake-test", a 10 s
+  // ack deadline (Pub/Sub's minimum, so redelivery tests stay short).
+  static PubSubOptions options() {
+    PubSubOptions o;
+    o.project = "apilake-test";
+    o.endpoint = "http://" + host();
+    o.ack_deadline_s = 10;
+    return o;
   }
   static void stop() {
     auto& e = instance();
@@ -45,18 +54,6 @@ class PubSubEmulator {
   static PubSubEmulator& instance() {
     static PubSubEmulator e;
     return e;
-  }
-  static int free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
   }
   void start() {
     if (!std::filesystem::exists(kEmulatorBinary)) {

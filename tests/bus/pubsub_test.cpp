@@ -18,7 +18,7 @@
 #include "lake/lake.h"
 #include "net/base64.h"
 #include "pubsub_emulator.h"
-#include "temp_dir.h"
+#include "support/temp_dir.h"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -35,10 +35,7 @@ std::string unique(const std::string& base) {
 }
 
 PubSubOptions emulator_options() {
-  PubSubOptions o;
-  o.project = "apilake-test";
-  o.endpoint = "http://" + test::PubSubEmulator::host();
-  o.ack_deadline_s = 10;
+  PubSubOptions o = test::PubSubEmulator::options();
   o.timeout = 20s;
   return o;
 }

@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "temp_dir.h"
+#include "support/temp_dir.h"
 
 using namespace std::chrono_literals;
 

@@ -18,19 +18,14 @@
 
 #include "curate/curator.h"
 #include "duck/duck.h"
+#include "support/curate_fixtures.h"
 
 namespace apilake {
 namespace {
 
 namespace fs = std::filesystem;
 
-FieldSpec field(std::string name, FieldType type) {
-  FieldSpec f;
-  f.name = std::move(name);
-  f.type = type;
-  f.path = "/" + f.name;
-  return f;
-}
+using test::field;
 FieldSpec decimal(std::string name, int p, int s) {
   FieldSpec f = field(std::move(name), FieldType::Decimal);
   f.precision = p;

@@ -17,32 +17,22 @@
 #include "lake/lake.h"
 #include "lake/s3_lake.h"
 #include "lake/s3_server.h"
+#include "support/curate_fixtures.h"
 
 namespace apilake {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int64_t kT0 = 1764144900000000;  // 2025-11-26 08:15:00 UTC
+using test::kT0;
 constexpr int64_t kHour = 3600LL * 1000000;
 constexpr int64_t kMin = 60LL * 1000000;
 
 Source bcb(Endpoint::Layout layout = Endpoint::Layout::Seed) {
-  FieldSpec date;
-  date.name = "date";
-  date.type = FieldType::Date;
-  date.path = "/data";
-  date.required = true;
-  date.format = "dd/MM/yyyy";
-  FieldSpec value;
-  value.name = "value";
-  value.type = FieldType::Double;
-  value.path = "/valor";
-  value.required = true;
   Endpoint e;
   e.name = "series";
   e.layout = layout;
-  e.schema.fields = {date, value};
+  e.schema.fields = test::bcb_series_fields();
   Source s;
   s.name = "bcb";
   s.endpoints = {e};
@@ -50,14 +40,10 @@ Source bcb(Endpoint::Layout layout = Endpoint::Layout::Seed) {
 }
 
 Message msg(const std::string& id, int64_t t) {
-  Message m;
-  m.id = id;
-  m.ack_id = "ack-" + id;
   // two rows per message
-  m.data = fmt::format(R"([{{"data":"01/01/2024","valor":"{}"}},{{"data":"02/01/2024","valor":"1"}}])", id.size());
-  m.attributes = {{"source", "bcb"}, {"endpoint", "series"}, {"extraction_id", "ex-" + id}, {"page", "1"}};
-  m.publish_time_us = t;
-  return m;
+  const std::string body =
+      fmt::format(R"([{{"data":"01/01/2024","valor":"{}"}},{{"data":"02/01/2024","valor":"1"}}])", id.size());
+  return test::page_message(id, "bcb", "series", body, "ex-" + id, "1", t);
 }
 
 class CompactTest : public ::testing::Test {

@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 
 #include "curate/schema.h"
+#include "support/curate_fixtures.h"
 #include "support/parquet_compare.h"
+#include "support/temp_dir.h"
 
 namespace apilake {
 namespace {
@@ -18,29 +20,20 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
+using test::field_at;
+
 // 2025-11-26 08:15:00 UTC and the next hour.
-constexpr int64_t kT0 = 1764144900000000;
+using test::kT0;
 constexpr int64_t kHour = 3600LL * 1000000;
 const std::string kHour0 = "2025/11/26/08";
 const std::string kHour1 = "2025/11/26/09";
-
-FieldSpec field(std::string name, FieldType type, std::string path, bool required, std::string format = "") {
-  FieldSpec f;
-  f.name = std::move(name);
-  f.type = type;
-  f.path = std::move(path);
-  f.required = required;
-  f.format = std::move(format);
-  return f;
-}
 
 // BCB SGS-like: the body is the records array; dates dd/MM/yyyy; values as strings.
 Endpoint bcb_series() {
   Endpoint e;
   e.name = "series";
   e.records_pointer = "";
-  e.schema.fields = {field("date", FieldType::Date, "/data", true, "dd/MM/yyyy"),
-                     field("value", FieldType::Double, "/valor", true)};
+  e.schema.fields = test::bcb_series_fields();
   return e;
 }
 
@@ -49,7 +42,8 @@ Endpoint items_endpoint() {
   Endpoint e;
   e.name = "items";
   e.records_pointer = "/items";
-  e.schema.fields = {field("id", FieldType::Int64, "/id", true), field("name", FieldType::String, "/name", false)};
+  e.schema.fields = {field_at("id", FieldType::Int64, "/id", true),
+                     field_at("name", FieldType::String, "/name", false)};
   return e;
 }
 
@@ -63,31 +57,18 @@ std::vector<Source> sources() {
   return {bcb, shop};
 }
 
-Message msg(const std::string& id, const std::string& source, const std::string& endpoint, const std::string& body,
-            const std::string& extraction = "ex-1", const std::string& page = "1", int64_t t = kT0) {
-  Message m;
-  m.id = id;
-  m.ack_id = "ack-" + id;
-  m.data = body;
-  m.attributes = {{"source", source}, {"endpoint", endpoint}, {"extraction_id", extraction}, {"page", page}};
-  m.publish_time_us = t;
-  return m;
+// One page of `source`/`endpoint` (test::page_message: extraction "ex-1", page "1", kT0 by default).
+template <class... Args>
+Message msg(Args&&... args) {
+  return test::page_message(std::forward<Args>(args)...);
 }
 
 class CuratorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    root_ = fs::temp_directory_path() /
-            (std::string("apilake-curator-") + info->name() + "-" + std::to_string(::getpid()));
-    fs::remove_all(root_);
     fs::create_directories(root_ / "staging");
     fs::create_directories(root_ / "lake");
     curator_ = std::make_unique<Curator>(sources_, db_, root_ / "staging");
-  }
-  void TearDown() override {
-    curator_.reset();
-    fs::remove_all(root_);
   }
 
   // Moves the staged files to their final names under the test lake, as the consumer would.
@@ -127,7 +108,8 @@ class CuratorTest : public ::testing::Test {
     return out;
   }
 
-  fs::path root_;
+  test::TempDir tmp_;  // declared first: removed after the curator and the database are gone
+  fs::path root_ = tmp_.path();
   std::vector<Source> sources_ = sources();
   duck::Database db_;
   duck::Connection con_{db_};

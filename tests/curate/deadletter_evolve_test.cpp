@@ -4,7 +4,6 @@
 // - a batch that evolved the schema but never reached the lake (its staged files dropped, as when the
 //   ledger's prepare fails and the batch is nacked) does not leave the curator's schema ahead of the
 //   registry: the redelivered batch evolves again and stages v<N>.json with its files.
-#include <unistd.h>
 
 #include <filesystem>
 
@@ -16,45 +15,23 @@
 #include "curate/schema.h"
 #include "curate/schema_registry.h"
 #include "lake/lake.h"
+#include "support/curate_fixtures.h"
+#include "support/duck_rows.h"
+#include "support/temp_dir.h"
 
 namespace apilake {
 namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
-constexpr int64_t kT0 = 1764144900000000;  // 2025-11-26 08:15:00 UTC
-
-FieldSpec field(std::string name, FieldType type, bool required = false) {
-  FieldSpec f;
-  f.name = std::move(name);
-  f.type = type;
-  f.path = "/" + f.name;
-  f.required = required;
-  return f;
-}
+using test::field;
 
 // shop/items, evolve; `price` is a double (the "bug"), or a string once the definition is fixed.
 std::vector<Source> shop(FieldType price) {
-  Endpoint e;
-  e.name = "items";
-  e.records_pointer = "/items";
-  e.schema.fields = {field("id", FieldType::Int64, true), field("price", price)};
-  e.schema.evolution = Evolution::Evolve;
-  Source s;
-  s.name = "shop";
-  s.endpoints = {e};
-  return {s};
+  return test::shop_items({field("id", FieldType::Int64, true), field("price", price)}, Evolution::Evolve);
 }
 
-Message page(const std::string& id, const std::string& body) {
-  Message m;
-  m.id = id;
-  m.ack_id = "ack-" + id;
-  m.data = body;
-  m.attributes = {{"source", "shop"}, {"endpoint", "items"}, {"extraction_id", "ex-1"}, {"page", "1"}};
-  m.publish_time_us = kT0;
-  return m;
-}
+Message page(const std::string& id, const std::string& body) { return test::page_message(id, "shop", "items", body); }
 
 bool has_schema_file(const PreparedBatch& b, int version) {
   for (const auto& f : b.files)
@@ -64,13 +41,7 @@ bool has_schema_file(const PreparedBatch& b, int version) {
 
 class DeadLetterEvolve : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("apilake-dlevolve-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    lake_ = std::make_unique<LocalLake>(root_ / "lake");
-  }
-  void TearDown() override { fs::remove_all(root_); }
+  void SetUp() override { lake_ = std::make_unique<LocalLake>(root_ / "lake"); }
 
   void commit(const PreparedBatch& b) {
     for (const auto& f : b.files) lake_->commit_staged(f.staged, f.final);
@@ -82,19 +53,11 @@ class DeadLetterEvolve : public ::testing::Test {
       fs::remove(f.staged, ec);
     }
   }
-  std::string query(const std::string& sql) {
-    duck::Connection con(db_);
-    auto r = con.query(sql);
-    std::string out;
-    for (std::size_t i = 0; i < r.row_count(); ++i) {
-      for (std::size_t c = 0; c < r.column_count(); ++c) out += (c ? "," : "") + r.text(c, i).value_or("NULL");
-      out += ";";
-    }
-    return out;
-  }
+  std::string query(const std::string& sql) { return test::rows_text(db_, sql); }
   std::string abs(const std::string& rel) const { return (root_ / "lake" / rel).string(); }
 
-  fs::path root_;
+  test::TempDir tmp_;  // declared first: removed after the lake and the database are gone
+  fs::path root_ = tmp_.path();
   std::unique_ptr<LocalLake> lake_;
   duck::Database db_;
 };

@@ -14,32 +14,16 @@
 #include "curate/schema_registry.h"
 #include "lake/s3_lake.h"
 #include "lake/s3_server.h"
+#include "support/curate_fixtures.h"
 
 namespace apilake {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr int64_t kT0 = 1764144900000000;  // 2025-11-26 08:15:00 UTC
-
-FieldSpec field(std::string name, FieldType type, bool required = false) {
-  FieldSpec f;
-  f.name = std::move(name);
-  f.type = type;
-  f.path = "/" + f.name;
-  f.required = required;
-  return f;
-}
+using test::field;
 
 std::vector<Source> shop(FieldType price) {
-  Endpoint e;
-  e.name = "items";
-  e.records_pointer = "/items";
-  e.schema.fields = {field("id", FieldType::Int64, true), field("price", price)};
-  e.schema.evolution = Evolution::Evolve;
-  Source s;
-  s.name = "shop";
-  s.endpoints = {e};
-  return {s};
+  return test::shop_items({field("id", FieldType::Int64, true), field("price", price)}, Evolution::Evolve);
 }
 
 TEST(DeadLetterObjectStore, CountsAndReplayGoThroughTheLake) {
@@ -59,13 +43,8 @@ TEST(DeadLetterObjectStore, CountsAndReplayGoThroughTheLake) {
   const auto buggy = shop(FieldType::Double);
   {
     Curator c(buggy, db, lake.staging_dir() / "curate", &lake);
-    Message m;
-    m.id = "1";
-    m.ack_id = "a1";
-    m.data = R"({"items":[{"id":1,"price":1,"color":"red"},{"id":2,"price":"2,5","color":"blue"}]})";
-    m.attributes = {{"source", "shop"}, {"endpoint", "items"}, {"extraction_id", "ex-1"}, {"page", "1"}};
-    m.publish_time_us = kT0;
-    const PreparedBatch b = c.stage({m});
+    const PreparedBatch b = c.stage({test::page_message(
+        "1", "shop", "items", R"({"items":[{"id":1,"price":1,"color":"red"},{"id":2,"price":"2,5","color":"blue"}]})")});
     for (const auto& f : b.files) lake.commit_staged(f.staged, f.final);
   }
   ASSERT_TRUE(lake.exists(schema_registry_path("shop", "items", 2)));

@@ -1,7 +1,6 @@
 // schema.evolution end to end at the curator: pages with type drift (a number that becomes a
 // string), a new field and a missing required field end as each policy says, and
 // fetched = curated + dead-lettered by count (docs/schema.md "Accounting").
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -14,46 +13,25 @@
 #include "curate/schema.h"
 #include "curate/schema_registry.h"
 #include "lake/lake.h"
+#include "support/curate_fixtures.h"
+#include "support/duck_rows.h"
 #include "support/parquet_compare.h"
+#include "support/temp_dir.h"
 
 namespace apilake {
 namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
-constexpr int64_t kT0 = 1764144900000000;  // 2025-11-26 08:15:00 UTC
-
-FieldSpec field(std::string name, FieldType type, bool required = false) {
-  FieldSpec f;
-  f.name = std::move(name);
-  f.type = type;
-  f.path = "/" + f.name;
-  f.required = required;
-  return f;
-}
+using test::field;
 
 std::vector<Source> sources_with(Evolution policy) {
-  Endpoint e;
-  e.name = "items";
-  e.records_pointer = "/items";
-  e.schema.fields = {field("id", FieldType::Int64, true), field("price", FieldType::Double),
-                     field("name", FieldType::String)};
-  e.schema.evolution = policy;
-  Source s;
-  s.name = "shop";
-  s.endpoints = {e};
-  return {s};
+  return test::shop_items({field("id", FieldType::Int64, true), field("price", FieldType::Double),
+                           field("name", FieldType::String)},
+                          policy);
 }
 
-Message page(const std::string& id, const std::string& body) {
-  Message m;
-  m.id = id;
-  m.ack_id = "ack-" + id;
-  m.data = body;
-  m.attributes = {{"source", "shop"}, {"endpoint", "items"}, {"extraction_id", "ex-1"}, {"page", "1"}};
-  m.publish_time_us = kT0;
-  return m;
-}
+Message page(const std::string& id, const std::string& body) { return test::page_message(id, "shop", "items", body); }
 
 // 5 records: fine; type drift (price "abc"); a new field; id missing; fine (price as a numeric string).
 const std::string kDrift = R"({"items":[
@@ -72,13 +50,7 @@ struct Result {
 
 class Evolution_ : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("apilake-evolution-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_ / "staging");
-  }
-  void TearDown() override { fs::remove_all(root_); }
+  void SetUp() override { fs::create_directories(root_ / "staging"); }
 
   Result run(Curator& c, const std::vector<Message>& batch) {
     PreparedBatch b = c.stage(batch);
@@ -110,23 +82,15 @@ class Evolution_ : public ::testing::Test {
     return r;
   }
 
-  std::string query(const std::string& sql) {
-    duck::Connection con(db_);
-    auto r = con.query(sql);
-    std::string out;
-    for (std::size_t i = 0; i < r.row_count(); ++i) {
-      for (std::size_t c = 0; c < r.column_count(); ++c) out += (c ? "," : "") + r.text(c, i).value_or("NULL");
-      out += ";";
-    }
-    return out;
-  }
+  std::string query(const std::string& sql) { return test::rows_text(db_, sql); }
   static std::string files(const std::vector<std::string>& fs_) {
     std::string list = "[";
     for (std::size_t i = 0; i < fs_.size(); ++i) list += (i ? "," : "") + duck::quote_literal(fs_[i]);
     return list + "]";
   }
 
-  fs::path root_;
+  test::TempDir tmp_;  // declared first: removed after the database is gone
+  fs::path root_ = tmp_.path();
   duck::Database db_;
 };
 

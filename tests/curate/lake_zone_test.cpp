@@ -17,7 +17,9 @@
 #include "curate/layout.h"
 #include "insight/query.h"
 #include "lake/lake.h"
+#include "support/curate_fixtures.h"
 #include "support/parquet_compare.h"
+#include "support/temp_dir.h"
 
 namespace apilake {
 namespace {
@@ -25,24 +27,13 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
-constexpr int64_t kT0 = 1764144900000000;  // 2025-11-26 08:15:00 UTC
+using test::kT0;
 constexpr int64_t kHour = 3600LL * 1000000;
-
-FieldSpec field(std::string name, FieldType type, std::string path, bool required, std::string format = "") {
-  FieldSpec f;
-  f.name = std::move(name);
-  f.type = type;
-  f.path = std::move(path);
-  f.required = required;
-  f.format = std::move(format);
-  return f;
-}
 
 Endpoint series(bool value_required = true) {
   Endpoint e;
   e.name = "series";
-  e.schema.fields = {field("date", FieldType::Date, "/data", true, "dd/MM/yyyy"),
-                     field("value", FieldType::Double, "/valor", value_required)};
+  e.schema.fields = test::bcb_series_fields(value_required);
   return e;
 }
 
@@ -53,28 +44,14 @@ Source bcb(Endpoint e) {
   return s;
 }
 
+// Page 1 of bcb/<endpoint>, its own extraction "ex-<id>".
 Message msg(const std::string& id, const std::string& body, int64_t t = kT0, const std::string& endpoint = "series") {
-  Message m;
-  m.id = id;
-  m.ack_id = "ack-" + id;
-  m.data = body;
-  m.attributes = {{"source", "bcb"}, {"endpoint", endpoint}, {"extraction_id", "ex-" + id}, {"page", "1"}};
-  m.publish_time_us = t;
-  return m;
+  return test::page_message(id, "bcb", endpoint, body, "ex-" + id, "1", t);
 }
 
 class LakeZoneTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    root_ = fs::temp_directory_path() / (std::string("apilake-zone-") + info->name() + "-" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    lake_ = std::make_unique<LocalLake>(root_);
-  }
-  void TearDown() override {
-    lake_.reset();
-    fs::remove_all(root_);
-  }
+  void SetUp() override { lake_ = std::make_unique<LocalLake>(root_); }
 
   // Curates and commits one batch as the consumer would; checks every Parquet file with hyparquet.
   PreparedBatch curate(const std::vector<Source>& sources, const std::vector<Message>& batch) {
@@ -102,7 +79,8 @@ class LakeZoneTest : public ::testing::Test {
   }
   std::string glob(const std::string& rel) { return duck::quote_literal((root_ / rel).string()); }
 
-  fs::path root_;
+  test::TempDir tmp_;  // declared first: removed after the lake and the database are gone
+  fs::path root_ = tmp_.path();
   std::unique_ptr<LocalLake> lake_;
   duck::Database db_;
   duck::Connection con_{db_};

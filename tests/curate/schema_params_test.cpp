@@ -9,17 +9,12 @@
 
 #include "curate/schema.h"
 #include "definition/definition.h"
+#include "support/curate_fixtures.h"
 
 namespace apilake {
 namespace {
 
-FieldSpec field(std::string name, FieldType type) {
-  FieldSpec f;
-  f.name = std::move(name);
-  f.type = type;
-  f.path = "/" + f.name;
-  return f;
-}
+using test::field;
 
 FieldSpec param_field(std::string name, FieldType type, std::string param) {
   FieldSpec f = field(std::move(name), type);

@@ -6,26 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include "support/temp_dir.h"
+
 namespace apilake::duck {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            (std::string("apilake-duck-") + info->name() + "-" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using apilake::test::TempDir;
 
 TEST(Duck, VersionIsThePinnedOne) {
   EXPECT_EQ(library_version().substr(0, pinned_version().size()), pinned_version());

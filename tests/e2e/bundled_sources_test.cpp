@@ -19,45 +19,6 @@ namespace {
 
 const std::string kSources = std::string(APILAKE_SOURCE_DIR) + "/sources";
 
-json::object get_json(ApilakeProcess& app, const std::string& path) {
-  auto r = app.get(path);
-  EXPECT_EQ(r.status, 200) << path << ": " << r.body;
-  return json::parse(r.body).as_object();
-}
-
-std::string submit(ApilakeProcess& app, const std::string& source, const std::string& endpoint,
-                   const json::object& params) {
-  auto r = app.post("/v1/extractions",
-                    json::serialize(json::object{{"source", source}, {"endpoint", endpoint}, {"params", params}}));
-  EXPECT_EQ(r.status, 202) << r.body;
-  return std::string(json::parse(r.body).as_object()["id"].as_string());
-}
-
-// Until fetched and every record accounted for by the curator (or failed).
-json::object wait_done(ApilakeProcess& app, const std::string& id) {
-  json::object s;
-  for (int i = 0; i < 1200; ++i) {
-    s = get_json(app, "/v1/extractions/" + id);
-    std::string status(s["status"].as_string());
-    if (status == "failed") return s;
-    if (status == "succeeded" && s["curated"].as_int64() + s["deadlettered"].as_int64() == s["records"].as_int64())
-      return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << "extraction " << id << " did not finish: " << json::serialize(s);
-  return s;
-}
-
-json::object example_of(ApilakeProcess& app, const std::string& source, const std::string& endpoint) {
-  auto sources = get_json(app, "/v1/sources");
-  for (auto& s : sources["sources"].as_array())
-    if (s.as_object().at("name").as_string() == source)
-      for (auto& e : s.as_object().at("endpoints").as_array())
-        if (e.as_object().at("name").as_string() == endpoint) return e.as_object().at("example").as_object();
-  ADD_FAILURE() << "no example for " << source << "." << endpoint;
-  return {};
-}
-
 json::array query_rows(ApilakeProcess& app, const std::string& sql) {
   auto r = app.post("/v1/query", json::serialize(json::object{{"sql", sql}}));
   EXPECT_EQ(r.status, 200) << sql << ": " << r.body;

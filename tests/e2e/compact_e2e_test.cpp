@@ -41,14 +41,7 @@ void extract(ApilakeProcess& app) {
                     R"({"source":"bcb_sgs","endpoint":"series","params":{"series":11,"start":"2024-01-01","end":"2024-01-31"}})");
   ASSERT_EQ(r.status, 202) << r.body;
   const std::string id(json::parse(r.body).at("id").as_string());
-  json::object st;
-  for (int i = 0; i < 1200; ++i) {
-    st = json::parse(app.get("/v1/extractions/" + id).body).as_object();
-    if (st["status"] == "failed") break;
-    if (st["status"] == "succeeded" && st["curated"].as_int64() + st["deadlettered"].as_int64() == st["records"].as_int64())
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  json::object st = wait_done(app, id);
   ASSERT_EQ(st["status"], "succeeded") << json::serialize(st);
   ASSERT_EQ(st["curated"].as_int64(), 21) << json::serialize(st);
 }

@@ -25,39 +25,6 @@ using namespace apilake::test;
 
 namespace {
 
-const std::string kSources = std::string(APILAKE_SOURCE_DIR) + "/sources";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::set<std::string> fixture_bodies(const std::string& source) {
-  std::set<std::string> out;
-  for (const auto& e : fs::directory_iterator(kSources + "/" + source + "/fixtures"))
-    if (e.path().extension() == ".json") out.insert(slurp(e.path()));
-  return out;
-}
-
-std::string b64decode(const std::string& in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (char c : in) {
-    auto pos = chars.find(c);
-    if (pos == std::string::npos) break;
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 struct Archived {
   std::string extraction_id, page, data;
 };
@@ -98,27 +65,8 @@ std::vector<fs::path> staged_files(const fs::path& data_dir) {
   return out;
 }
 
-json::object get_json(ApilakeProcess& app, const std::string& path) {
-  auto r = app.get(path);
-  EXPECT_EQ(r.status, 200) << path << ": " << r.body;
-  return json::parse(r.body).as_object();
-}
-
-json::object example_of(ApilakeProcess& app, const std::string& source, const std::string& endpoint) {
-  auto sources = get_json(app, "/v1/sources");
-  for (auto& s : sources["sources"].as_array())
-    if (s.as_object().at("name").as_string() == source)
-      for (auto& e : s.as_object().at("endpoints").as_array())
-        if (e.as_object().at("name").as_string() == endpoint) return e.as_object().at("example").as_object();
-  ADD_FAILURE() << "no example for " << source << "." << endpoint;
-  return {};
-}
-
-std::string submit(ApilakeProcess& app, const std::string& source, const std::string& endpoint) {
-  auto body = json::object{{"source", source}, {"endpoint", endpoint}, {"params", example_of(app, source, endpoint)}};
-  auto r = app.post("/v1/extractions", json::serialize(body));
-  EXPECT_EQ(r.status, 202) << r.body;
-  return std::string(json::parse(r.body).as_object()["id"].as_string());
+std::string submit_example(ApilakeProcess& app, const std::string& source, const std::string& endpoint) {
+  return submit(app, source, endpoint, example_of(app, source, endpoint));
 }
 
 // Waits until the extraction has succeeded, the curator has accounted for every record and the
@@ -158,8 +106,8 @@ TEST_P(CrashAtEachStep, RedeliveryYieldsNoDuplicateAndNoLoss) {
     // Long enough that both extractions' pages share the first batch (several files per batch).
     app.set_env("APILAKE_BATCH_MAX_AGE_MS", "2500");
     app.start();
-    ids.push_back(submit(app, "bcb_sgs", "series"));
-    ids.push_back(submit(app, "openbrewerydb", "breweries"));
+    ids.push_back(submit_example(app, "bcb_sgs", "series"));
+    ids.push_back(submit_example(app, "openbrewerydb", "breweries"));
     auto status = app.wait_exit(std::chrono::seconds(60));
     ASSERT_TRUE(status.has_value()) << "the armed fault was never hit";
     ASSERT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << "exit status " << *status;
@@ -230,14 +178,7 @@ TEST_P(CrashAtEachStep, RedeliveryYieldsNoDuplicateAndNoLoss) {
       records[m.extraction_id] += static_cast<int64_t>(json::parse(m.data).as_array().size());
   }
   // Curated rows per extraction (DuckDB over the Parquet files) and dead letters per extraction.
-  duck::Database db;
-  duck::Connection con(db);
-  std::map<std::string, int64_t> rows;
-  for (const char* ds : {"bcb_sgs/series", "openbrewerydb/breweries"}) {
-    auto res = con.query("SELECT _extraction_id, count(*) FROM read_parquet(" +
-                         duck::quote_literal((data / "curated" / ds / "**" / "*.parquet").string()) + ") GROUP BY 1");
-    for (std::size_t r = 0; r < res.row_count(); ++r) rows[*res.text(0, r)] += res.int64(1, r);
-  }
+  auto rows = curated_rows_by_extraction(data, {"bcb_sgs/series", "openbrewerydb/breweries"});
   auto dead = deadletters_by_extraction(data);
   for (const auto& id : ids) {
     auto& s = statuses[id];

@@ -19,12 +19,6 @@ namespace {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-json::value get_json(ApilakeProcess& app, const std::string& path) {
-  auto r = app.get(path);
-  EXPECT_EQ(r.status, 200) << path << ": " << r.body;
-  return json::parse(r.body);
-}
-
 TEST(CuratedZone, DeadLetterReplayWritesTheFixedRowOnce) {
   const auto dir = temp_dir("zone-replay");
   const fs::path sources = dir / "sources";
@@ -33,20 +27,11 @@ TEST(CuratedZone, DeadLetterReplayWritesTheFixedRowOnce) {
   app.set_sources(sources.string());
   app.start();
 
-  auto ex = get_json(app, "/v1/sources");
-  json::object params;
-  for (auto& s : ex.at("sources").as_array())
-    if (s.at("name") == "bcb_sgs") params = s.at("endpoints").as_array()[0].at("example").as_object();
+  const json::object params = example_of(app, "bcb_sgs", "series");
   auto r = app.post("/v1/extractions", json::serialize(json::object{{"source", "bcb_sgs"}, {"endpoint", "series"}, {"params", params}}));
   ASSERT_EQ(r.status, 202) << r.body;
   const std::string id(json::parse(r.body).at("id").as_string());
-  json::object st;
-  for (int i = 0; i < 1200; ++i) {
-    st = get_json(app, "/v1/extractions/" + id).as_object();
-    if (st["status"] == "failed") break;
-    if (st["status"] == "succeeded" && st["curated"].as_int64() + st["deadlettered"].as_int64() == st["records"].as_int64()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  json::object st = wait_done(app, id);
   ASSERT_EQ(st["status"], "succeeded") << json::serialize(st);
   ASSERT_EQ(st["deadlettered"].as_int64(), 1);
 

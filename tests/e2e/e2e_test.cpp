@@ -19,40 +19,6 @@ using namespace apilake::test;
 
 namespace {
 
-const std::string kSources = std::string(APILAKE_SOURCE_DIR) + "/sources";
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Every fixture body of a source, byte for byte.
-std::set<std::string> fixture_bodies(const std::string& source) {
-  std::set<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(kSources + "/" + source + "/fixtures"))
-    if (e.path().extension() == ".json") out.insert(slurp(e.path()));
-  return out;
-}
-
-std::string b64decode(const std::string& in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (char c : in) {
-    auto pos = chars.find(c);
-    if (pos == std::string::npos) break;
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 struct ArchivedMessage {
   std::string extraction_id, page, source, data, codec, file;
 };
@@ -87,55 +53,15 @@ std::vector<json::object> read_deadletters(const std::filesystem::path& data_dir
   return out;
 }
 
-json::object get_json(ApilakeProcess& app, const std::string& path) {
-  auto r = app.get(path);
-  EXPECT_EQ(r.status, 200) << path << ": " << r.body;
-  return json::parse(r.body).as_object();
-}
-
-std::string submit(ApilakeProcess& app, const std::string& source, const std::string& endpoint,
-                   const json::object& params) {
+// Like submit() (harness.h), also checking the 202: status "queued" and Location naming the extraction.
+std::string submit_queued(ApilakeProcess& app, const std::string& source, const std::string& endpoint,
+                          const json::object& params) {
   auto r = app.post("/v1/extractions", json::serialize(json::object{{"source", source}, {"endpoint", endpoint}, {"params", params}}));
   EXPECT_EQ(r.status, 202) << r.body;
   auto body = json::parse(r.body).as_object();
   EXPECT_EQ(body["status"].as_string(), "queued");
   EXPECT_EQ(r.header("location").value_or(""), "/v1/extractions/" + std::string(body["id"].as_string()));
   return std::string(body["id"].as_string());
-}
-
-// Waits until the extraction has finished fetching and the curator has accounted for every record.
-json::object wait_done(ApilakeProcess& app, const std::string& id, int64_t* succeeded_at_ms = nullptr) {
-  auto start = std::chrono::steady_clock::now();
-  bool seen_succeeded = false;
-  json::object s;
-  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
-    s = get_json(app, "/v1/extractions/" + id);
-    std::string status(s["status"].as_string());
-    if (status == "failed") return s;
-    if (status == "succeeded" && !seen_succeeded) {
-      seen_succeeded = true;
-      if (succeeded_at_ms)
-        *succeeded_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::steady_clock::now().time_since_epoch())
-                               .count();
-    }
-    if (status == "succeeded" &&
-        s["curated"].as_int64() + s["deadlettered"].as_int64() == s["records"].as_int64())
-      return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << "extraction " << id << " did not finish: " << json::serialize(s);
-  return s;
-}
-
-json::object example_of(ApilakeProcess& app, const std::string& source, const std::string& endpoint) {
-  auto sources = get_json(app, "/v1/sources");
-  for (auto& s : sources["sources"].as_array())
-    if (s.as_object().at("name").as_string() == source)
-      for (auto& e : s.as_object().at("endpoints").as_array())
-        if (e.as_object().at("name").as_string() == endpoint) return e.as_object().at("example").as_object();
-  ADD_FAILURE() << "no example for " << source << "." << endpoint;
-  return {};
 }
 
 // dd/MM/yyyy -> yyyy-MM-dd, the test's own coercion (independent of the curator's).
@@ -171,7 +97,7 @@ TEST(EndToEnd, DemoExtractionReachesEveryZoneExactlyAsFetched) {
 
   // --- BCB SGS: numbers as strings, dd/MM/yyyy dates, one planted bad record ----------------
   auto example = example_of(app, "bcb_sgs", "series");
-  std::string id = submit(app, "bcb_sgs", "series", example);
+  std::string id = submit_queued(app, "bcb_sgs", "series", example);
   int64_t succeeded_ms = 0;
   auto status = wait_done(app, id, &succeeded_ms);
   ASSERT_EQ(status["status"].as_string(), "succeeded") << json::serialize(status);
@@ -256,7 +182,7 @@ TEST(EndToEnd, DemoExtractionReachesEveryZoneExactlyAsFetched) {
 
   // --- Open Brewery DB: page-number pagination over several pages -------------------------
   auto bexample = example_of(app, "openbrewerydb", "breweries");
-  std::string bid = submit(app, "openbrewerydb", "breweries", bexample);
+  std::string bid = submit_queued(app, "openbrewerydb", "breweries", bexample);
   auto bstatus = wait_done(app, bid);
   ASSERT_EQ(bstatus["status"].as_string(), "succeeded") << json::serialize(bstatus);
   EXPECT_GT(bstatus["pages"].as_int64(), 1);
@@ -353,8 +279,8 @@ TEST(EndToEnd, SigkillMidRunLosesNothingAndDuplicatesNothing) {
     auto bex = example_of(app, "bcb_sgs", "series");
     auto oex = example_of(app, "openbrewerydb", "breweries");
     for (int i = 0; i < 4; ++i) {
-      ids.push_back(submit(app, "bcb_sgs", "series", bex));
-      ids.push_back(submit(app, "openbrewerydb", "breweries", oex));
+      ids.push_back(submit_queued(app, "bcb_sgs", "series", bex));
+      ids.push_back(submit_queued(app, "openbrewerydb", "breweries", oex));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     app.kill(SIGKILL);
@@ -374,15 +300,7 @@ TEST(EndToEnd, SigkillMidRunLosesNothingAndDuplicatesNothing) {
     records[m.extraction_id] += static_cast<int64_t>(json::parse(m.data).as_array().size());
   }
   // Curated + dead letters: each record exactly once (rows + dead letters == records fetched).
-  duck::Database db;
-  duck::Connection con(db);
-  std::map<std::string, int64_t> rows;
-  for (const char* ds : {"bcb_sgs/series", "openbrewerydb/breweries"}) {
-    auto res = con.query("SELECT _extraction_id, count(*) FROM read_parquet(" +
-                         duck::quote_literal((again.data_dir() / "curated" / ds / "**/*.parquet").string()) +
-                         ") GROUP BY 1");
-    for (std::size_t r = 0; r < res.row_count(); ++r) rows[*res.text(0, r)] += res.int64(1, r);
-  }
+  auto rows = curated_rows_by_extraction(again.data_dir(), {"bcb_sgs/series", "openbrewerydb/breweries"});
   std::map<std::string, int64_t> dls;
   for (auto& dl : read_deadletters(again.data_dir())) dls[std::string(dl["extraction_id"].as_string())]++;
   for (const auto& id : ids) {

@@ -15,6 +15,7 @@
 
 #include "duck/duck.h"
 #include "harness.h"
+#include "support/duck_rows.h"
 
 using namespace apilake::test;
 namespace fs = std::filesystem;
@@ -76,14 +77,7 @@ Counts extract(ApilakeProcess& app, const std::string& endpoint, const std::stri
                                            {"source", "drift"}, {"endpoint", endpoint}, {"params", json::object{{"batch", batch}}}}));
   EXPECT_EQ(r.status, 202) << r.body;
   const std::string id(json::parse(r.body).at("id").as_string());
-  json::object st;
-  for (int i = 0; i < 1200; ++i) {
-    st = json::parse(app.get("/v1/extractions/" + id).body).as_object();
-    if (st["status"] == "failed") break;
-    if (st["status"] == "succeeded" && st["curated"].as_int64() + st["deadlettered"].as_int64() == st["records"].as_int64())
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  json::object st = wait_done(app, id);
   EXPECT_EQ(st["status"], "succeeded") << json::serialize(st);
   return {st["records"].as_int64(), st["curated"].as_int64(), st["deadlettered"].as_int64()};
 }
@@ -111,14 +105,7 @@ std::pair<std::multiset<std::string>, std::multiset<std::string>> deadletters(co
 
 std::string query(const std::string& sql) {
   apilake::duck::Database db;
-  apilake::duck::Connection con(db);
-  auto r = con.query(sql);
-  std::string out;
-  for (std::size_t i = 0; i < r.row_count(); ++i) {
-    for (std::size_t c = 0; c < r.column_count(); ++c) out += (c ? "," : "") + r.text(c, i).value_or("NULL");
-    out += ";";
-  }
-  return out;
+  return rows_text(db, sql);
 }
 
 std::string glob(const fs::path& data, const std::string& ep) {

@@ -1,6 +1,8 @@
 // Test harness for end-to-end tests: runs the real build/apilake as a child process on a free
 // loopback port with its own data directory, and talks to it over HTTP (ApilakeProcess: `up --demo`;
-// ChildProcess: any argv + environment, e.g. the scale-out roles serve / archive / curate).
+// ChildProcess: any argv + environment, e.g. the scale-out roles serve / archive / curate), plus the
+// API steps every e2e test takes (get_json, example_of, submit, wait_done) and the fixture / archive
+// readers they check with (fixture_bodies, curated_rows_by_extraction, b64decode).
 #pragma once
 #include <fcntl.h>
 #include <signal.h>
@@ -9,36 +11,26 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <gtest/gtest.h>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <thread>
 #include <vector>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
+#include "duck/duck.h"
 #include "net/http_client.h"
+#include "support/files.h"
+#include "support/free_port.h"
 
 namespace apilake::test {
-
-inline uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 inline std::filesystem::path temp_dir(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() /
@@ -261,6 +253,104 @@ inline std::string run_command(const std::string& cmd) {
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   int rc = ::pclose(p);
   if (rc != 0) throw std::runtime_error("command failed (" + std::to_string(rc) + "): " + cmd + "\n" + out);
+  return out;
+}
+
+// GET `path`; a failed expectation unless it answers 200. The body as a JSON object.
+inline boost::json::object get_json(ApilakeProcess& app, const std::string& path) {
+  auto r = app.get(path);
+  EXPECT_EQ(r.status, 200) << path << ": " << r.body;
+  return boost::json::parse(r.body).as_object();
+}
+
+// The example parameters GET /v1/sources lists for source.endpoint ({} and a failure when absent).
+inline boost::json::object example_of(ApilakeProcess& app, const std::string& source, const std::string& endpoint) {
+  auto sources = get_json(app, "/v1/sources");
+  for (auto& s : sources["sources"].as_array())
+    if (s.as_object().at("name").as_string() == source)
+      for (auto& e : s.as_object().at("endpoints").as_array())
+        if (e.as_object().at("name").as_string() == endpoint) return e.as_object().at("example").as_object();
+  ADD_FAILURE() << "no example for " << source << "." << endpoint;
+  return {};
+}
+
+// POST /v1/extractions; a failed expectation unless it answers 202. The new extraction's id.
+inline std::string submit(ApilakeProcess& app, const std::string& source, const std::string& endpoint,
+                          const boost::json::object& params) {
+  namespace json = boost::json;
+  auto r = app.post("/v1/extractions",
+                    json::serialize(json::object{{"source", source}, {"endpoint", endpoint}, {"params", params}}));
+  EXPECT_EQ(r.status, 202) << r.body;
+  return std::string(json::parse(r.body).as_object()["id"].as_string());
+}
+
+// Polls GET /v1/extractions/<id> (every 50 ms, up to 60 s) until it failed, or succeeded with every
+// record accounted for by the curator (curated + deadlettered == records); a failure when time runs
+// out. Returns the last status object. `succeeded_at_ms` (steady clock) gets when "succeeded" was
+// first seen, before the curator may have finished.
+inline boost::json::object wait_done(ApilakeProcess& app, const std::string& id, int64_t* succeeded_at_ms = nullptr) {
+  const auto start = std::chrono::steady_clock::now();
+  bool seen_succeeded = false;
+  boost::json::object s;
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+    s = get_json(app, "/v1/extractions/" + id);
+    std::string status(s["status"].as_string());
+    if (status == "failed") return s;
+    if (status == "succeeded" && !seen_succeeded) {
+      seen_succeeded = true;
+      if (succeeded_at_ms)
+        *succeeded_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+    }
+    if (status == "succeeded" &&
+        s["curated"].as_int64() + s["deadlettered"].as_int64() == s["records"].as_int64())
+      return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "extraction " << id << " did not finish: " << boost::json::serialize(s);
+  return s;
+}
+
+// Every fixture body of a bundled source (sources/<source>/fixtures/*.json), byte for byte.
+inline std::set<std::string> fixture_bodies(const std::string& source) {
+  std::set<std::string> out;
+  const auto dir = std::filesystem::path(APILAKE_SOURCE_DIR) / "sources" / source / "fixtures";
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".json") out.insert(slurp(e.path()));
+  return out;
+}
+
+// Curated rows per _extraction_id under <data_dir>/curated/<dataset>/**/*.parquet for each dataset
+// ("source/endpoint"), counted by DuckDB.
+inline std::map<std::string, int64_t> curated_rows_by_extraction(const std::filesystem::path& data_dir,
+                                                                 const std::vector<std::string>& datasets) {
+  duck::Database db;
+  duck::Connection con(db);
+  std::map<std::string, int64_t> rows;
+  for (const auto& ds : datasets) {
+    auto res = con.query("SELECT _extraction_id, count(*) FROM read_parquet(" +
+                         duck::quote_literal((data_dir / "curated" / ds / "**" / "*.parquet").string()) + ") GROUP BY 1");
+    for (std::size_t r = 0; r < res.row_count(); ++r) rows[*res.text(0, r)] += res.int64(1, r);
+  }
+  return rows;
+}
+
+// Standard base64 (tests/e2e/read_avro.py prints message data so); stops at the first other byte.
+inline std::string b64decode(const std::string& in) {
+  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -8;
+  for (char c : in) {
+    auto pos = chars.find(c);
+    if (pos == std::string::npos) break;
+    val = (val << 6) + static_cast<int>(pos);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<char>((val >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
   return out;
 }
 

@@ -52,13 +52,6 @@ std::string header(const HttpResponse& r, const std::string& name) {
   return "";
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 TEST(ObjectInsights, CuratorRefreshesServeServesValuesEqualToDuckDbOverTheLake) {
   const std::string emulator = PubSubEmulator::host();
   S3Server& s3 = S3Server::shared();

@@ -44,30 +44,6 @@ constexpr int kExtractions = 200;
 constexpr auto kConsumeTimeout = std::chrono::seconds(180);
 const std::string kSources = std::string(APILAKE_SOURCE_DIR) + "/sources";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string b64decode(const std::string& in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (char c : in) {
-    auto pos = chars.find(c);
-    if (pos == std::string::npos) break;
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 // The fixtures' planted bad records (see each source's fixtures/replay.yaml): bcb_sgs has a "valor"
 // of "" (a required double), openbrewerydb a null "name" (required). Counted from the page bodies so
 // the expectation follows the fixtures, not a constant.
@@ -354,9 +330,7 @@ TEST(ScaleOut, TwoServeThreeCurateOneArchiveOverPubSubAndS3WithACuratorKilled) {
 
   // --- Archive: each (extraction, page) exactly once, byte-identical to a fixture body. -----------
   std::set<std::string> bodies;
-  for (const char* source : {"bcb_sgs", "openbrewerydb"})
-    for (const auto& e : fs::directory_iterator(kSources + "/" + source + "/fixtures"))
-      if (e.path().extension() == ".json") bodies.insert(slurp(e.path()));
+  for (const char* source : {"bcb_sgs", "openbrewerydb"}) bodies.merge(fixture_bodies(source));
   std::map<std::string, std::map<std::string, int>> page_copies;
   std::map<std::string, std::set<std::string>> archived_message_ids;
   std::map<std::string, int64_t> records, expected_dead;

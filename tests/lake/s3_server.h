@@ -10,8 +10,6 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -25,6 +23,7 @@
 
 #include "lake/s3_lake.h"
 #include "net/http_client.h"
+#include "support/free_port.h"
 
 namespace apilake::test {
 
@@ -81,18 +80,6 @@ class S3Server {
     void TearDown() override { s_->stop(); }
     S3Server* s_;
   };
-
-  static uint16_t free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-  }
 
   void start() {
     const std::filesystem::path script =

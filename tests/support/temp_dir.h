@@ -1,4 +1,6 @@
-// A unique scratch directory under /tmp per test, removed on destruction.
+// TempDir: a fresh, empty scratch directory under the system temp dir for one test, removed (with
+// everything in it) when the object is destroyed. The name holds the pid, a per-binary counter and
+// the running test's Suite.Name, so parallel test binaries and repeated fixtures never share one.
 #pragma once
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -14,9 +16,9 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "bus";
+    std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "test";
     path_ = std::filesystem::temp_directory_path() /
-            ("apilake-bus-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + name);
+            ("apilake-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + name);
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
