@@ -51,8 +51,9 @@ class ColumnBatch {
       return std::string_view(arena.data() + offsets[i], offsets[i + 1] - offsets[i]);
     }
     // Appends a NULL entry (a struct's children get one too). Inline: begin_row() calls it for every
-    // column of every row, the hottest part of starting a row.
-    void push_null() {
+    // column of every row, the hottest part of starting a row. Forced: g++ -O2 kept it out of line,
+    // and the call per column cost ~4 % of parse + validate (measured, round 4).
+    [[gnu::always_inline]] void push_null() {
       valid.push_back(0);
       switch (type) {
         case FieldType::String:

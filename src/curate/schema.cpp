@@ -277,22 +277,41 @@ struct Civil {
   unsigned month = 0, day = 0, hour = 0, minute = 0, second = 0;
 };
 
-// Checks a calendar day and time of day; "" when valid, else what is wrong.
-std::string check_civil(const Civil& c) {
+// Why a date/time text is refused. The parsers return this code (no string on the hot path: three
+// timestamps per record); time_fail_text() words it only when a value is refused.
+enum class TimeFail : uint8_t {
+  None, Shape, Pattern, Month, Day, Clock, Fraction, BadOffset, OffsetRange, AfterSeconds, AfterZone
+};
+
+// The reason's text for `f`; `c` is what the parser read (Month, Day and Clock quote it).
+std::string time_fail_text(TimeFail f, const Civil& c) {
   char buf[96];
-  if (c.month < 1 || c.month > 12) {
-    std::snprintf(buf, sizeof buf, "month %02u does not exist", c.month);
-    return buf;
-  }
-  if (c.day < 1 || c.day > days_in_month(c.year, c.month)) {
-    std::snprintf(buf, sizeof buf, "day %02u does not exist in %04d-%02u", c.day, c.year, c.month);
-    return buf;
-  }
-  if (c.hour > 23 || c.minute > 59 || c.second > 59) {
-    std::snprintf(buf, sizeof buf, "time %02u:%02u:%02u does not exist", c.hour, c.minute, c.second);
-    return buf;
+  switch (f) {
+    case TimeFail::None: return {};
+    case TimeFail::Shape: return "does not match YYYY-MM-DDTHH:MM:SS";
+    case TimeFail::Pattern: return "does not match the pattern";
+    case TimeFail::Month: std::snprintf(buf, sizeof buf, "month %02u does not exist", c.month); return buf;
+    case TimeFail::Day:
+      std::snprintf(buf, sizeof buf, "day %02u does not exist in %04d-%02u", c.day, c.year, c.month);
+      return buf;
+    case TimeFail::Clock:
+      std::snprintf(buf, sizeof buf, "time %02u:%02u:%02u does not exist", c.hour, c.minute, c.second);
+      return buf;
+    case TimeFail::Fraction: return "fraction must have 1 to 9 digits";
+    case TimeFail::BadOffset: return "bad UTC offset (expected Z, +HH:MM or +HHMM)";
+    case TimeFail::OffsetRange: return "UTC offset out of range";
+    case TimeFail::AfterSeconds: return "unexpected text after the seconds";
+    case TimeFail::AfterZone: return "unexpected text after the zone";
   }
   return {};
+}
+
+// Checks a calendar day and time of day.
+TimeFail check_civil(const Civil& c) {
+  if (c.month < 1 || c.month > 12) return TimeFail::Month;
+  if (c.day < 1 || c.day > days_in_month(c.year, c.month)) return TimeFail::Day;
+  if (c.hour > 23 || c.minute > 59 || c.second > 59) return TimeFail::Clock;
+  return TimeFail::None;
 }
 
 int64_t civil_seconds(const Civil& c) {
@@ -354,17 +373,17 @@ std::optional<std::vector<PatternItem>> compile_pattern(std::string_view p, bool
   return items;
 }
 
-// Matches text against a compiled pattern; "" on success, else what is wrong.
-std::string match_pattern(std::string_view s, const std::vector<PatternItem>& items, Civil& c) {
+// Matches text against a compiled pattern.
+TimeFail match_pattern(std::string_view s, const std::vector<PatternItem>& items, Civil& c) {
   size_t i = 0;
   for (const PatternItem& it : items) {
     if (it.token == Token::Literal) {
-      if (i >= s.size() || s[i] != it.literal) return "does not match the pattern";
+      if (i >= s.size() || s[i] != it.literal) return TimeFail::Pattern;
       ++i;
       continue;
     }
     size_t width = it.token == Token::Year4 ? 4 : 2;
-    if (i + width > s.size() || count_digits(s, i) < width) return "does not match the pattern";
+    if (i + width > s.size() || count_digits(s, i) < width) return TimeFail::Pattern;
     unsigned v = read_digits(s, i, width);
     switch (it.token) {
       case Token::Year4: c.year = static_cast<int>(v); break;
@@ -377,33 +396,39 @@ std::string match_pattern(std::string_view s, const std::vector<PatternItem>& it
     }
     i += width;
   }
-  if (i != s.size()) return "does not match the pattern";
+  if (i != s.size()) return TimeFail::Pattern;
   return check_civil(c);
 }
 
-// YYYY-MM-DD(T|t| )HH:MM:SS[.fraction(1-9 digits)][Z|z|±HH:MM|±HHMM]; "" on success.
-std::string parse_iso8601(std::string_view s, int64_t& micros) {
-  static constexpr std::string_view kShape = "dddd-dd-ddXdd:dd:dd";
-  if (s.size() < kShape.size()) return "does not match YYYY-MM-DDTHH:MM:SS";
-  for (size_t i = 0; i < kShape.size(); ++i) {
-    char want = kShape[i];
-    bool ok = want == 'd' ? is_digit(s[i]) : want == 'X' ? (s[i] == 'T' || s[i] == 't' || s[i] == ' ')
-                                                         : s[i] == want;
-    if (!ok) return "does not match YYYY-MM-DDTHH:MM:SS";
-  }
-  Civil c;
-  c.year = static_cast<int>(read_digits(s, 0, 4));
-  c.month = read_digits(s, 5, 2);
-  c.day = read_digits(s, 8, 2);
-  c.hour = read_digits(s, 11, 2);
-  c.minute = read_digits(s, 14, 2);
-  c.second = read_digits(s, 17, 2);
-  if (std::string why = check_civil(c); !why.empty()) return why;
-  size_t i = kShape.size();
+// YYYY-MM-DD(T|t| )HH:MM:SS[.fraction(1-9 digits)][Z|z|±HH:MM|±HHMM]. `c` is what was read (for
+// time_fail_text()).
+TimeFail parse_iso8601(std::string_view s, int64_t& micros, Civil& c) {
+  // The shape "dddd-dd-ddXdd:dd:dd" (X: T, t or space), read without a loop: this runs three times per
+  // record. A byte outside '0'..'9' gives a digit value above 9 (unsigned wrap).
+  constexpr size_t kShapeSize = 19;
+  if (s.size() < kShapeSize) return TimeFail::Shape;
+  auto digit = [&](size_t i) { return static_cast<unsigned>(static_cast<unsigned char>(s[i])) - '0'; };
+  auto two = [&](size_t i) { return digit(i) * 10 + digit(i + 1); };
+  const unsigned d[14] = {digit(0), digit(1), digit(2),  digit(3),  digit(5),  digit(6),  digit(8),
+                          digit(9), digit(11), digit(12), digit(14), digit(15), digit(17), digit(18)};
+  bool not_digit = false;
+  for (unsigned x : d) not_digit |= x > 9;
+  if (not_digit) return TimeFail::Shape;
+  const char t = s[10];
+  if (s[4] != '-' || s[7] != '-' || (t != 'T' && t != 't' && t != ' ') || s[13] != ':' || s[16] != ':')
+    return TimeFail::Shape;
+  c.year = static_cast<int>(d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]);
+  c.month = two(5);
+  c.day = two(8);
+  c.hour = two(11);
+  c.minute = two(14);
+  c.second = two(17);
+  if (TimeFail bad = check_civil(c); bad != TimeFail::None) return bad;
+  size_t i = kShapeSize;
   int64_t frac_us = 0;
   if (i < s.size() && s[i] == '.') {
     size_t n = count_digits(s, i + 1);
-    if (n == 0 || n > 9) return "fraction must have 1 to 9 digits";
+    if (n == 0 || n > 9) return TimeFail::Fraction;
     for (size_t k = 0; k < 6; ++k) frac_us = frac_us * 10 + (k < n ? s[i + 1 + k] - '0' : 0);
     i += 1 + n;
   }
@@ -422,18 +447,18 @@ std::string parse_iso8601(std::string_view s, int64_t& micros) {
         oh = read_digits(rest, 0, 2);
         om = read_digits(rest, 2, 2);
       } else {
-        return "bad UTC offset (expected Z, +HH:MM or +HHMM)";
+        return TimeFail::BadOffset;
       }
-      if (oh > 23 || om > 59) return "UTC offset out of range";
+      if (oh > 23 || om > 59) return TimeFail::OffsetRange;
       offset_s = (z == '-' ? -1 : 1) * (int64_t{oh} * 3600 + int64_t{om} * 60);
       i = s.size();
     } else {
-      return "unexpected text after the seconds";
+      return TimeFail::AfterSeconds;
     }
   }
-  if (i != s.size()) return "unexpected text after the zone";
+  if (i != s.size()) return TimeFail::AfterZone;
   micros = (civil_seconds(c) - offset_s) * 1000000 + frac_us;
-  return {};
+  return TimeFail::None;
 }
 
 // Splits a pointer into unescaped segments; false on a bad escape or a missing leading '/'.
@@ -631,9 +656,32 @@ std::string_view raw_key(od::field& field) {
 // always decoded (see unescape_keys).
 bool has_backslash(std::string_view key) { return std::memchr(key.data(), '\\', key.size()) != nullptr; }
 
-// Length and first byte first: most keys differ from a candidate there, and then no memcmp is called.
+// n bytes of a and b equal. Keys are short (most under 16 bytes): two overlapping word loads each
+// instead of a call to memcmp, which cost more than the compare itself on this path.
+inline bool same_bytes(const char* a, const char* b, size_t n) {
+  auto load8 = [](const char* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  };
+  auto load4 = [](const char* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  };
+  if (n >= 8) {
+    if (n > 16) return std::memcmp(a, b, n) == 0;
+    return load8(a) == load8(b) && load8(a + n - 8) == load8(b + n - 8);
+  }
+  if (n >= 4) return load4(a) == load4(b) && load4(a + n - 4) == load4(b + n - 4);
+  for (size_t i = 0; i < n; ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
+// Length and first byte first: most keys differ from a candidate there.
 bool same_key(std::string_view a, const std::string& b) {
-  return a.size() == b.size() && (a.empty() || (a[0] == b[0] && std::memcmp(a.data(), b.data(), a.size()) == 0));
+  return a.size() == b.size() && (a.empty() || (a[0] == b[0] && same_bytes(a.data(), b.data(), a.size())));
 }
 
 Reason parse_error(simdjson::error_code e) {
@@ -698,14 +746,15 @@ std::optional<DateDays> parse_date(std::string_view text, std::string_view patte
   auto items = compile_pattern(pattern.empty() ? "yyyy-MM-dd" : pattern, false, why);
   if (!items) return std::nullopt;
   Civil c;
-  if (!match_pattern(text, *items, c).empty()) return std::nullopt;
+  if (match_pattern(text, *items, c) != TimeFail::None) return std::nullopt;
   return DateDays{days_from_civil(c.year, c.month, c.day)};
 }
 
 std::optional<TimestampUs> parse_timestamp(std::string_view text, std::string_view format) {
   int64_t us = 0;
   if (format.empty() || format == "iso8601") {
-    if (!parse_iso8601(text, us).empty()) return std::nullopt;
+    Civil c;
+    if (parse_iso8601(text, us, c) != TimeFail::None) return std::nullopt;
     return TimestampUs{us};
   }
   if (format == "epoch_s" || format == "epoch_ms") {
@@ -716,7 +765,7 @@ std::optional<TimestampUs> parse_timestamp(std::string_view text, std::string_vi
   auto items = compile_pattern(format, true, why);
   if (!items) return std::nullopt;
   Civil c;
-  if (!match_pattern(text, *items, c).empty()) return std::nullopt;
+  if (match_pattern(text, *items, c) != TimeFail::None) return std::nullopt;
   return TimestampUs{civil_seconds(c) * 1000000};
 }
 
@@ -816,7 +865,7 @@ RecordValidator::RecordValidator(const Schema& schema) : schema_(schema) {
       if (next == 0) {
         next = static_cast<uint32_t>(nodes_.size());
         int64_t index = array_index(seg);
-        nodes_.push_back(PointerNode{std::move(seg), index, {}, {}, false, {}});
+        nodes_.push_back(PointerNode{std::move(seg), index, {}, {}, false, {}, {}});
         nodes_[node].children.push_back(next);
         nodes_[node].child_tags.push_back(key_tag(nodes_[next].key));
         if (nodes_[next].key.find('\\') != std::string::npos) nodes_[node].unescape_keys = true;
@@ -965,38 +1014,49 @@ Outcome RecordValidator::apply_value(od::value record) {
   return finish();
 }
 
-simdjson::error_code RecordValidator::walk_object(od::object object, uint32_t node) {
+simdjson::error_code RecordValidator::walk_object(od::object& object, uint32_t node) {
+  size_t position = 0;
   for (auto item : object) {
-    od::field field;
-    if (auto e = std::move(item).get(field)) return e;
-    const PointerNode& here = nodes_[node];
+    // The field is used where the iterator built it: copying it out (get(field)) reloads it as one
+    // 16-byte word right after it was stored in pieces, a store-forwarding stall once per key that
+    // perf showed as half of this function's time.
+    if (auto e = item.error()) return e;
+    od::field& field = item.value_unsafe();
+    // nodes_ does not grow while records are read: `here` stays valid across visit() below.
+    PointerNode& here = nodes_[node];
     std::string_view key = raw_key(field);
-    bool decoded = false;
-    if (here.unescape_keys && has_backslash(key)) {
-      if (auto e = field.unescaped_key().get(key)) return e;
-      decoded = true;
-    }
-    uint32_t match = 0;
-    bool known = false;
-    for (int pass = 0; pass < 2 && !known; ++pass) {
-      if (pass == 1) {  // nothing matched raw: decode an escaped key and try again (an unknown key is
-                        // then kept decoded too)
-        if (decoded || !has_backslash(key)) break;
+    const size_t at = position++;
+    uint32_t child = 0;  // the child node the key names (keys are unique among children), 0 = none
+    if (at < here.key_memo.size() && same_key(key, here.key_memo[at].key)) {
+      child = here.key_memo[at].match;  // the previous record's key at this place: same resolution
+    } else {
+      bool decoded = false;
+      if (here.unescape_keys && has_backslash(key)) {
         if (auto e = field.unescaped_key().get(key)) return e;
         decoded = true;
       }
-      const uint64_t tag = key_tag(key);
-      for (size_t c = 0; c < here.children.size(); ++c) {
-        if (here.child_tags[c] != tag) continue;
-        const uint32_t child = here.children[c];
-        if (!same_key(key, nodes_[child].key)) continue;
-        known = true;
-        if (!visited_[child]) {
-          match = child;
-          break;
+      for (int pass = 0; pass < 2 && child == 0; ++pass) {
+        if (pass == 1) {  // nothing matched raw: decode an escaped key and try again (an unknown key is
+                          // then kept decoded too)
+          if (decoded || !has_backslash(key)) break;
+          if (auto e = field.unescaped_key().get(key)) return e;
+          decoded = true;
+        }
+        const uint64_t tag = key_tag(key);
+        for (size_t c = 0; c < here.children.size(); ++c) {
+          if (here.child_tags[c] == tag && same_key(key, nodes_[here.children[c]].key)) {
+            child = here.children[c];
+            break;
+          }
         }
       }
+      if (!decoded && at < kKeyMemoPositions) {  // not decoded = no backslash: safe to remember raw
+        if (at >= here.key_memo.size()) here.key_memo.resize(at + 1);
+        here.key_memo[at].key.assign(key);
+        here.key_memo[at].match = child;
+      }
     }
+    const bool known = child != 0;
     if (node == 0 && !known && schema_.evolution != Evolution::Ignore) {
       // A key no field reads: kept whole (it may go to the dead letters or become a column).
       std::string_view raw;
@@ -1027,18 +1087,18 @@ simdjson::error_code RecordValidator::walk_object(od::object object, uint32_t no
       unknown_.push_back(UnknownField{std::string(key), std::string(raw)});
       continue;
     }
-    if (match == 0) continue;  // not wanted (or a repeated key): skipped by the iterator
-    visited_[match] = 1;
-    if (auto e = visit(field.value(), match)) return e;
+    if (child == 0 || visited_[child]) continue;  // not wanted (or a repeated key): skipped by the iterator
+    visited_[child] = 1;
+    if (auto e = visit(field.value(), child)) return e;
   }
   return simdjson::SUCCESS;
 }
 
-simdjson::error_code RecordValidator::walk_array(od::array array, uint32_t node) {
+simdjson::error_code RecordValidator::walk_array(od::array& array, uint32_t node) {
   int64_t index = 0;
   for (auto item : array) {
-    od::value value;
-    if (auto e = item.get(value)) return e;
+    if (auto e = item.error()) return e;
+    od::value& value = item.value_unsafe();
     for (uint32_t child : nodes_[node].children) {
       if (!visited_[child] && nodes_[child].index == index) {
         visited_[child] = 1;
@@ -1066,8 +1126,9 @@ simdjson::error_code RecordValidator::visit(od::value& value, uint32_t node_id) 
     }
     case od::json_type::object: {
       s.kind = Scalar::Kind::Object;
-      od::object object;
-      if (auto e = value.get_object().get(object)) return e;
+      auto result = value.get_object();
+      if (auto e = result.error()) return e;
+      od::object& object = result.value_unsafe();  // in place (see read_struct's declaration)
       if (!node.children.empty()) {
         s.json = "an object";
         for (uint32_t f : node.fields) convert(f, s);
@@ -1086,8 +1147,9 @@ simdjson::error_code RecordValidator::visit(od::value& value, uint32_t node_id) 
     }
     case od::json_type::array: {
       s.kind = Scalar::Kind::Array;
-      od::array array;
-      if (auto e = value.get_array().get(array)) return e;
+      auto result = value.get_array();
+      if (auto e = result.error()) return e;
+      od::array& array = result.value_unsafe();
       if (!node.children.empty()) {
         s.json = "an array";
         for (uint32_t f : node.fields) convert(f, s);
@@ -1268,8 +1330,8 @@ bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Out&
     case FieldType::Date: {
       if (s.kind != K::String) return mismatch();
       Civil c;
-      std::string bad = match_pattern(trim(s.text), plan.pattern, c);
-      if (!bad.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + bad);
+      if (TimeFail bad = match_pattern(trim(s.text), plan.pattern, c); bad != TimeFail::None)
+        return fail("bad_format", expected() + ", got " + got() + ": " + time_fail_text(bad, c));
       return set(DateDays{days_from_civil(c.year, c.month, c.day)});
     }
 
@@ -1286,15 +1348,16 @@ bool RecordValidator::convert_value(const FieldPlan& plan, const Scalar& s, Out&
         }
         case TimeFormat::Iso8601: {
           if (s.kind != K::String) return mismatch();
-          std::string bad = parse_iso8601(trim(s.text), us);
-          if (!bad.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + bad);
+          Civil c;
+          if (TimeFail bad = parse_iso8601(trim(s.text), us, c); bad != TimeFail::None)
+            return fail("bad_format", expected() + ", got " + got() + ": " + time_fail_text(bad, c));
           return set(TimestampUs{us});
         }
         case TimeFormat::Pattern: {
           if (s.kind != K::String) return mismatch();
           Civil c;
-          std::string bad = match_pattern(trim(s.text), plan.pattern, c);
-          if (!bad.empty()) return fail("bad_format", expected() + ", got " + got() + ": " + bad);
+          if (TimeFail bad = match_pattern(trim(s.text), plan.pattern, c); bad != TimeFail::None)
+            return fail("bad_format", expected() + ", got " + got() + ": " + time_fail_text(bad, c));
           return set(TimestampUs{civil_seconds(c) * 1000000});
         }
       }
@@ -1392,14 +1455,14 @@ simdjson::error_code RecordValidator::read_into(const FieldPlan& plan, od::value
   od::json_type t;
   if (auto e = value.type().get(t)) return e;
   if (t == od::json_type::object && plan.type == FieldType::Struct && !plan.member_keys.empty()) {
-    od::object object;
-    if (auto e = value.get_object().get(object)) return e;
-    return read_struct(plan, object, out, ok, why, depth);
+    auto object = value.get_object();
+    if (auto e = object.error()) return e;
+    return read_struct(plan, object.value_unsafe(), out, ok, why, depth);
   }
   if (t == od::json_type::array && plan.type == FieldType::List) {
-    od::array array;
-    if (auto e = value.get_array().get(array)) return e;
-    return read_list(plan, array, out, ok, why, depth);
+    auto array = value.get_array();
+    if (auto e = array.error()) return e;
+    return read_list(plan, array.value_unsafe(), out, ok, why, depth);
   }
   Scalar s;
   if (auto e = read_scalar(value, s, is_null)) return e;
@@ -1412,7 +1475,7 @@ simdjson::error_code RecordValidator::read_into(const FieldPlan& plan, od::value
 // One pass over the object's members in record order; the verdict is then taken in schema order, as
 // convert_nested does (first failing member names the reason; absent/null members get their default
 // or NULL). A repeated key counts once, first occurrence (at_pointer's rule); other keys are skipped.
-simdjson::error_code RecordValidator::read_struct(const FieldPlan& plan, od::object object, ColumnBatch::Data& out,
+simdjson::error_code RecordValidator::read_struct(const FieldPlan& plan, od::object& object, ColumnBatch::Data& out,
                                                   bool& ok, Reason& why, size_t depth) {
   ok = true;
   if (depth >= kMaxDepth) {
@@ -1428,23 +1491,37 @@ simdjson::error_code RecordValidator::read_struct(const FieldPlan& plan, od::obj
   member_slots_[depth].assign(n, Slot::Absent);
   if (member_why_[depth].size() < n) member_why_[depth].resize(n);
   out.begin_nested();
+  size_t position = 0;
   for (auto item : object) {
-    od::field field;
-    if (auto e = std::move(item).get(field)) return e;
+    if (auto e = item.error()) return e;
+    od::field& field = item.value_unsafe();  // in place, as walk_object (no store-forwarding stall)
     std::string_view key = raw_key(field);
-    if (plan.unescape_keys && has_backslash(key)) {
-      if (auto e = field.unescaped_key().get(key)) return e;
-    }
+    const size_t at = position++;
     size_t i = 0;
-    while (i < n && !same_key(key, plan.member_keys[i])) ++i;
-    if (i == n && !plan.unescape_keys && has_backslash(key)) {  // as walk_object: decode, match again
-      if (auto e = field.unescaped_key().get(key)) return e;
-      i = 0;
+    if (at < plan.key_memo.size() && same_key(key, plan.key_memo[at].key)) {  // as walk_object's memo
+      i = plan.key_memo[at].match;
+    } else {
+      bool decoded = false;
+      if (plan.unescape_keys && has_backslash(key)) {
+        if (auto e = field.unescaped_key().get(key)) return e;
+        decoded = true;
+      }
       while (i < n && !same_key(key, plan.member_keys[i])) ++i;
+      if (i == n && !plan.unescape_keys && has_backslash(key)) {  // as walk_object: decode, match again
+        if (auto e = field.unescaped_key().get(key)) return e;
+        decoded = true;
+        i = 0;
+        while (i < n && !same_key(key, plan.member_keys[i])) ++i;
+      }
+      if (!decoded && at < kKeyMemoPositions) {
+        if (at >= plan.key_memo.size()) plan.key_memo.resize(at + 1);
+        plan.key_memo[at].key.assign(key);
+        plan.key_memo[at].match = static_cast<uint32_t>(i);
+      }
     }
     if (i == n || member_slots_[depth][i] != Slot::Absent) continue;  // not a member, or repeated
     bool is_null = false, member_ok = true;
-    od::value value = field.value();
+    od::value& value = field.value();  // in place (see read_struct's declaration)
     // member_why_[depth] is not resized below this level (deeper levels have their own vectors).
     if (auto e = read_into(plan.children[i], value, out.children[i], is_null, member_ok, member_why_[depth][i],
                            depth + 1))
@@ -1466,7 +1543,7 @@ simdjson::error_code RecordValidator::read_struct(const FieldPlan& plan, od::obj
   return simdjson::SUCCESS;
 }
 
-simdjson::error_code RecordValidator::read_list(const FieldPlan& plan, od::array array, ColumnBatch::Data& out,
+simdjson::error_code RecordValidator::read_list(const FieldPlan& plan, od::array& array, ColumnBatch::Data& out,
                                                 bool& ok, Reason& why, size_t depth) {
   ok = true;
   if (depth >= kMaxDepth) {
@@ -1479,8 +1556,8 @@ simdjson::error_code RecordValidator::read_list(const FieldPlan& plan, od::array
   ColumnBatch::Data& elements = out.children[0];
   size_t index = 0;
   for (auto element : array) {
-    od::value value;
-    if (auto e = element.get(value)) return e;
+    if (auto e = element.error()) return e;
+    od::value& value = element.value_unsafe();
     elements.push_null();
     bool is_null = false;
     if (auto e = read_into(item, value, elements, is_null, ok, why, depth + 1)) return e;

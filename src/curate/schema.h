@@ -54,6 +54,16 @@ struct PatternItem {
   char literal;
 };
 enum class TimeFormat : uint8_t { Iso8601, EpochS, EpochMs, Pattern };
+// The key found at one position of an object in the previous record, and what it resolved to. Records
+// of one endpoint nearly always list their keys in the same order, so the key at position i is first
+// compared with the previous record's key at i (one compare) and resolved without the candidate scan.
+// Only keys without a backslash are kept: their raw text is their decoded text, so the memo resolves
+// exactly as the scan does. A cache only: a miss takes the scan and replaces the entry.
+struct KeyMemo {
+  std::string key;
+  uint32_t match = 0;  // PointerNode: the child node (0 = no child has this key); FieldPlan: member index
+};
+constexpr size_t kKeyMemoPositions = 128;  // keys remembered per object (later ones always scan)
 struct FieldPlan {
   FieldType type = FieldType::String;
   std::string name;                  // for reasons: "parent.child", "list[]"
@@ -73,6 +83,9 @@ struct FieldPlan {
   // re-read from its JSON text).
   std::vector<std::string> member_keys;
   bool unescape_keys = false;        // a member key holds a backslash: record keys are decoded first
+  // Struct read in place: the previous entry's keys by position (member index; member_keys.size() =
+  // not a member). Mutable: a cache, filled while records are read through the const plan.
+  mutable std::vector<KeyMemo> key_memo;
   std::string from_param;            // top-level: the value comes from set_params(), not the record
 };
 // One JSON-pointer segment; the schema's pointers form a tree walked once per record.
@@ -85,6 +98,7 @@ struct PointerNode {
   // The children's keys as (length | first byte << 32) tags, same order: the per-key scan compares
   // one word per child and touches a child's node only when the tag matches.
   std::vector<uint64_t> child_tags;
+  std::vector<KeyMemo> key_memo;    // the previous record's keys of this object, by position
 };
 // The tag PointerNode::child_tags holds for a key.
 inline uint64_t key_tag(std::string_view key) {
@@ -132,9 +146,12 @@ class RecordValidator {
   // rules as convert_nested: `ok` false and `why` set when refused; an error is malformed JSON.
   simdjson::error_code read_into(const schema_detail::FieldPlan& plan, simdjson::ondemand::value& value,
                                  ColumnBatch::Data& out, bool& is_null, bool& ok, Reason& why, size_t depth);
-  simdjson::error_code read_struct(const schema_detail::FieldPlan& plan, simdjson::ondemand::object object,
+  // Objects, arrays and values are taken by reference and used where simdjson built them: copying a
+  // freshly built on-demand result reloads it as one wide word right after it was stored in pieces (a
+  // store-forwarding stall per value, measured as a large share of the walk).
+  simdjson::error_code read_struct(const schema_detail::FieldPlan& plan, simdjson::ondemand::object& object,
                                    ColumnBatch::Data& out, bool& ok, Reason& why, size_t depth);
-  simdjson::error_code read_list(const schema_detail::FieldPlan& plan, simdjson::ondemand::array array,
+  simdjson::error_code read_list(const schema_detail::FieldPlan& plan, simdjson::ondemand::array& array,
                                  ColumnBatch::Data& out, bool& ok, Reason& why, size_t depth);
   // A struct/list value (its JSON text) into `out`'s last entry and its child columns.
   bool convert_nested(const schema_detail::FieldPlan& plan, std::string_view json, ColumnBatch::Data& out,
@@ -143,8 +160,8 @@ class RecordValidator {
   Outcome apply_value(simdjson::ondemand::value record);
   template <typename Read>
   Outcome apply_into(ColumnBatch& batch, Read&& read);
-  simdjson::error_code walk_object(simdjson::ondemand::object object, uint32_t node);
-  simdjson::error_code walk_array(simdjson::ondemand::array array, uint32_t node);
+  simdjson::error_code walk_object(simdjson::ondemand::object& object, uint32_t node);
+  simdjson::error_code walk_array(simdjson::ondemand::array& array, uint32_t node);
   simdjson::error_code visit(simdjson::ondemand::value& value, uint32_t node);
   void convert(uint32_t field, const Scalar& scalar);
   Outcome finish();

@@ -7,6 +7,8 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "curate/schema.h"
@@ -886,6 +888,98 @@ TEST(SchemaUnknownFields, EachPolicy) {
   EXPECT_TRUE(d.apply(R"({"a":{"b":1},"a":{"b":2}})").row);
   // unknown values are validated JSON: a broken atom is still a parse_error
   EXPECT_EQ(refusal(d.apply(R"({"a":{"b":1},"z":nul})")), "parse_error ");
+}
+
+// Every refusal of an ISO 8601 timestamp words what is wrong (the parser returns a code; the text is
+// built only for a refused value and must read as it always did: dead letters carry it).
+TEST(Schema, TimestampIso8601ReasonTexts) {
+  auto detail = [](const std::string& json) {
+    Outcome o = one(FieldType::Timestamp, json);
+    return o.reason ? o.reason->detail : std::string("accepted");
+  };
+  const std::string e = "expected timestamp (iso8601), got ";
+  EXPECT_EQ(detail(R"("2024-01-02")"), e + R"("2024-01-02": does not match YYYY-MM-DDTHH:MM:SS)");
+  EXPECT_EQ(detail(R"("2024-13-02T00:00:00Z")"), e + R"("2024-13-02T00:00:00Z": month 13 does not exist)");
+  EXPECT_EQ(detail(R"("2023-02-29T00:00:00Z")"),
+            e + R"("2023-02-29T00:00:00Z": day 29 does not exist in 2023-02)");
+  EXPECT_EQ(detail(R"("2024-01-02T24:00:00Z")"), e + R"("2024-01-02T24:00:00Z": time 24:00:00 does not exist)");
+  EXPECT_EQ(detail(R"("2024-01-02T10:00:00.Z")"), e + R"("2024-01-02T10:00:00.Z": fraction must have 1 to 9 digits)");
+  EXPECT_EQ(detail(R"("2024-01-02T10:00:00+02")"),
+            e + R"("2024-01-02T10:00:00+02": bad UTC offset (expected Z, +HH:MM or +HHMM))");
+  EXPECT_EQ(detail(R"("2024-01-02T10:00:00+24:00")"), e + R"("2024-01-02T10:00:00+24:00": UTC offset out of range)");
+  EXPECT_EQ(detail(R"("2024-01-02T10:00:00x")"), e + R"("2024-01-02T10:00:00x": unexpected text after the seconds)");
+  EXPECT_EQ(detail(R"("2024-01-02T10:00:00Zjunk")"), e + R"("2024-01-02T10:00:00Zjunk": unexpected text after the zone)");
+  Outcome p = one(FieldType::Timestamp, R"("02/01/2024 25:00")", "dd/MM/yyyy HH:mm");
+  ASSERT_TRUE(p.reason);
+  EXPECT_EQ(p.reason->detail, R"(expected timestamp (dd/MM/yyyy HH:mm), got "02/01/2024 25:00": time 25:00:00 does not exist)");
+}
+
+// A Value as text, for comparing whole rows.
+std::string show(const Value& v) {
+  return std::visit(
+      [](const auto& x) -> std::string {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::monostate>) return "null";
+        else if constexpr (std::is_same_v<T, std::string>) return "'" + x + "'";
+        else if constexpr (std::is_same_v<T, DateDays>) return "d" + std::to_string(x.days);
+        else if constexpr (std::is_same_v<T, TimestampUs>) return "t" + std::to_string(x.micros);
+        else if constexpr (std::is_same_v<T, Decimal>) return to_string(x);
+        else if constexpr (std::is_same_v<T, StructValue>) {
+          std::string out = "{";
+          for (const Value& f : x.fields) out += show(f) + ",";
+          return out + "}";
+        } else if constexpr (std::is_same_v<T, ListValue>) {
+          std::string out = "[";
+          for (const Value& f : x.items) out += show(f) + ",";
+          return out + "]";
+        } else {
+          return std::to_string(x);
+        }
+      },
+      static_cast<const ValueVariant&>(v));
+}
+
+// Everything an Outcome says, as text.
+std::string show(const Outcome& o) {
+  std::string out;
+  if (o.reason) out = o.reason->code + "|" + o.reason->field + "|" + o.reason->detail;
+  if (o.row)
+    for (const Value& v : *o.row) out += show(v) + ";";
+  for (const UnknownField& u : o.unknown) out += " +" + u.key + "=" + u.json;
+  return out;
+}
+
+// A validator remembers the previous record's key order (a cache): whatever the next record's order,
+// repeats, escapes, unknown or missing keys, it must give exactly what a fresh validator gives.
+TEST(Schema, KeyOrderMemoNeverChangesTheOutcome) {
+  FieldSpec user = field("user", FieldType::Struct);
+  user.fields = {field("login", FieldType::String), field("id", FieldType::Int64, "", true)};
+  FieldSpec tag = field("", FieldType::Struct);
+  tag.fields = {field("name", FieldType::String), field("n", FieldType::Int64)};
+  FieldSpec tags = field("tags", FieldType::List);
+  tags.items = {tag};
+  const std::vector<std::string> records = {
+      R"({"id":1,"name":"a","a":{"b":2,"c":0},"user":{"login":"u","id":3,"x":1},"tags":[{"name":"t","n":1},{"name":"s","n":2}],"ts":"2024-01-02T03:04:05Z","zz":0})",
+      R"({"id":2,"name":"b","a":{"b":3,"c":0},"user":{"login":"v","id":4,"x":1},"tags":[{"name":"r","n":5}],"ts":"2024-01-02T03:04:06Z","zz":0})",
+      R"({"name":"c","id":3,"zz":0,"ts":"2024-01-02T03:04:07Z","tags":[{"n":1,"name":"q"}],"user":{"id":5,"x":1,"login":"w"},"a":{"c":1,"b":4}})",
+      R"({"name":"c","name":"d","id":4,"ts":"2024-01-02T03:04:07Z","tags":[{"n":1,"n":2}],"user":{"id":5,"id":6},"a":{"c":1,"b":4}})",
+      R"({"n\u0061me":"e","i\u0064":5,"ts":"2024-01-02T03:04:07Z","tags":[{"\u006e":7,"name":"p"}],"user":{"\u0069d":8},"a":{"c":1,"\u0062":4}})",
+      R"({"name":"f","id":6,"ts":"2024-01-02T03:04:07Z","tags":[{"n":7,"name":"p"}],"user":{"id":8},"a":{"c":1,"b":4}})",
+      R"({"namx":"g","ix":7,"tx":"2024-01-02T03:04:07Z","tags":[{"x":7,"nx":"p"}],"user":{"ix":8},"a":{"x":1,"bx":4}})",
+      R"({"id":8,"ts":"2024-01-02T03:04:07Z","tags":[{"name":"p"}],"user":{"login":"z"},"a":{"b":"x"}})",
+      R"({"zz":1,"name":"h","id":9,"tags":[],"user":{"id":1,"login":"y"},"a":{"b":5}})",
+      R"({"id":10,"name":"i","a":{"b":6,"c":0},"user":{"login":"u","id":3,"x":1},"tags":[{"name":"t","n":1}],"ts":"2024-01-02T03:04:05Z","zz":0})",
+      R"({"id":"11","name":"i","a":{"b":6,"c":0},"user":{"login":"u","id":3,"x":1},"tags":[{"name":"t","n":"x"}],"ts":"2024-01-02T03:04:05Z","zz":0})",
+  };
+  for (Evolution e : {Evolution::Ignore, Evolution::Freeze, Evolution::DiscardValue}) {
+    Schema s = schema_of({field("id", FieldType::Int64, "", true), field("name", FieldType::String),
+                          field("b", FieldType::Int64, "/a/b"), user, tags, field("ts", FieldType::Timestamp)});
+    s.evolution = e;
+    RecordValidator reused(s);
+    for (int pass = 0; pass < 2; ++pass)
+      for (const std::string& rec : records)
+        EXPECT_EQ(show(reused.apply(rec)), show(RecordValidator(s).apply(rec))) << to_string(e) << ": " << rec;
+  }
 }
 
 }  // namespace
