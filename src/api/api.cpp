@@ -1,6 +1,7 @@
 #include "api/api.h"
 
 #include "api/json_write.h"
+#include "api/query_json.h"
 #include "api/openapi.h"
 #include "api/static_files.h"
 
@@ -40,26 +41,6 @@ std::optional<json::object> parse_object(const std::string& body, ServerResponse
     return std::nullopt;
   }
   return std::move(v.as_object());
-}
-
-bool is_integer_type(const std::string& t) {
-  return t == "BIGINT" || t == "INTEGER" || t == "SMALLINT" || t == "TINYINT" || t == "UBIGINT" ||
-         t == "UINTEGER" || t == "USMALLINT" || t == "UTINYINT";
-}
-bool is_float_type(const std::string& t) {
-  return t == "DOUBLE" || t == "FLOAT" || t.rfind("DECIMAL", 0) == 0 || t == "HUGEINT" || t == "UHUGEINT";
-}
-
-json::value typed_cell(const std::optional<std::string>& text, const std::string& type) {
-  if (!text) return nullptr;
-  try {
-    if (is_integer_type(type)) return std::stoll(*text);
-    if (is_float_type(type)) return std::stod(*text);
-  } catch (const std::exception&) {
-    // Out of range for the JSON number we'd build (e.g. UBIGINT max): fall through to text.
-  }
-  if (type == "BOOLEAN") return *text == "true";
-  return json::string(*text);
 }
 
 void append_extraction_json(std::string& out, const Extraction& e, Ledger& ledger);
@@ -381,23 +362,10 @@ ServerResponse Api::query(const ServerRequest& request) {
   if (!sql || !sql->is_string() || sql->as_string().empty())
     return problem(400, "Bad Request", "\"sql\" is required and must be a non-empty string");
   try {
-    QueryResult result = deps_.query->run(std::string(sql->as_string()));
-    json::array columns;
-    for (const auto& c : result.columns) columns.push_back(json::string(c));
-    json::array rows;
-    rows.reserve(result.rows.size());
-    for (const auto& row : result.rows) {
-      json::array out;
-      out.reserve(row.size());
-      for (std::size_t i = 0; i < row.size(); ++i) out.push_back(typed_cell(row[i], result.types[i]));
-      rows.push_back(std::move(out));
-    }
-    json::array types;
-    for (const auto& t : result.types) types.push_back(json::string(t));
-    return json_response(200, json::object{{"columns", std::move(columns)},
-                                           {"types", std::move(types)},
-                                           {"rows", std::move(rows)},
-                                           {"truncated", result.truncated}});
+    // Written as text, not through a DOM: numbers keep DuckDB's exact digits (api/query_json.h).
+    ServerResponse r;
+    r.body = query_answer_json(deps_.query->run(std::string(sql->as_string())));
+    return r;
   } catch (const QueryError& e) {
     const char* title = e.status == 408 ? "Request Timeout" : e.status == 400 ? "Bad Request" : "Internal Server Error";
     return problem(e.status, title, e.what());
