@@ -8,7 +8,8 @@ replay as the upstream) while a paced load runs against it:
 VmRSS and VmHWM are read from /proc/<pid>/status every second. Reported: peak (VmHWM at the end),
 steady (median VmRSS of the last third of the samples after warm-up), drift (median of the last third
 vs median of the first third, after warm-up = the first APILAKE_RSS_WARMUP_S, default 20 s), and at
-the end /proc/<pid>/smaps_rollup (anonymous vs file-backed) to tell heap growth from mapped files.
+the end /proc/<pid>/smaps_rollup (anonymous vs file-backed) to tell heap growth from mapped files, and the
+anonymous memory by kind (glibc arenas, [heap], other) after warm-up and at the end.
 Targets: flat (|drift| ≤ 10 %), peak < 200 MB.
 Insight freshness, the price of fewer refreshes: under load, every APILAKE_RSS_FRESH_EVERY_S (2) seconds
 after warm-up, the age of each after_batch model's data (now - data_through in GET /v1/insights);
@@ -75,6 +76,29 @@ def lake_files(data_dir):
         counts[zone] = sum(1 for _, _, files in os.walk(os.path.join(data_dir, zone))
                            for f in files if f.endswith(".parquet"))
     return counts
+
+
+def anon_by_kind(pid):
+    """Resident anonymous memory (kB) by kind, from /proc/<pid>/smaps: glibc's per-thread arenas (heaps at
+    64 MB-aligned addresses), the main arena ([heap]), and the rest (DuckDB's jemalloc, stacks, mmaps)."""
+    kinds, kind = {"glibc arenas": 0, "[heap]": 0, "other anonymous": 0}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                name = head[5] if len(head) > 5 else ""
+                if name == "[heap]":
+                    kind = "[heap]"
+                elif name:
+                    kind = None  # file-backed or [stack] etc.
+                elif start % (64 << 20) == 0 and end - start <= (64 << 20):
+                    kind = "glibc arenas"
+                else:
+                    kind = "other anonymous"
+            elif kind and line.startswith("Rss:"):
+                kinds[kind] += int(head[1])
+    return kinds
 
 
 def proc_kb(pid, name, keys):
@@ -174,6 +198,7 @@ def main():
         samples = []  # (t, rss_kb, hwm_kb, anon_kb, file_kb)
         lags = {m: [] for m in FRESH_MODELS}  # seconds behind the wall clock, under load
         fresh_conn, next_fresh = Http(app.port), warmup
+        anon_kinds = {}  # "after warm-up" / "at the end": anon_by_kind()
         t0 = time.monotonic()
         load.start()
         while time.monotonic() - t0 < seconds and not load.error:
@@ -181,6 +206,8 @@ def main():
                 raise RuntimeError(f"apilake exited (rc {app.proc.returncode}) under load; see {app.log.name}")
             s = proc_kb(app.pid, "status", ("VmRSS", "VmHWM", "RssAnon", "RssFile"))
             samples.append((time.monotonic() - t0, s["VmRSS"], s["VmHWM"], s["RssAnon"], s["RssFile"]))
+            if samples[-1][0] >= warmup and not anon_kinds:
+                anon_kinds["after warm-up"] = anon_by_kind(app.pid)
             if samples[-1][0] >= next_fresh:
                 now, through = time.time(), data_through(fresh_conn)
                 for m in FRESH_MODELS:
@@ -192,6 +219,7 @@ def main():
         if load.error:
             raise RuntimeError(load.error)
         at_rest = rest_freshness(app, rest_probes) if rest_probes > 0 else []
+        anon_kinds["at the end"] = anon_by_kind(app.pid)
         rollup = proc_kb(app.pid, "smaps_rollup", ("Rss", "Anonymous", "Shared_Clean", "Private_Clean", "Private_Dirty"))
         # The lake the load produced (how much data the process was serving queries over at the end).
         rows = {v: app.query(f"SELECT count(*) FROM {v}")[1]["rows"][0][0]
@@ -244,6 +272,9 @@ def main():
         if at_rest:
             print("rss: freshness at rest, bcb_sgs_monthly: extraction succeeded -> insight covers it in "
                   + ", ".join(f"{x:.2f}" for x in at_rest) + " s", flush=True)
+        print("rss: anonymous by kind (MB), " + "; ".join(
+            f"{when}: " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in kinds.items()) for when, kinds in anon_kinds.items()),
+            flush=True)
         print("rss: smaps_rollup at the end: " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in rollup.items()),
               flush=True)
         row("RSS peak (apilake up, sustained load)", f"{peak_mb:.1f}", "", "MB", "< 200 MB",
