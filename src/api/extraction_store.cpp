@@ -1,10 +1,15 @@
 #include "api/extraction_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <stdexcept>
 
@@ -13,6 +18,19 @@ namespace {
 
 // WAL frames after which a checkpoint is asked for (SQLite's default autocheckpoint threshold).
 constexpr int kCheckpointFrames = 1000;
+// Rows the owner keeps in memory (first read, first evicted): a few MB.
+constexpr std::size_t kCachedRows = 16384;
+
+// The stores of this process that own their file, by the file's canonical path: another store of the
+// same file in this process tells its owner after each commit. Lock order: registry, then a cache.
+struct OwnerRegistry {
+  std::mutex mu;
+  std::unordered_map<std::string, ExtractionStore*> owners;
+};
+OwnerRegistry& owner_registry() {
+  static OwnerRegistry r;
+  return r;
+}
 
 int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -132,6 +150,34 @@ ExtractionStore::ExtractionStore(const std::filesystem::path& db_file) {
   }
   sqlite3_busy_timeout(checkpoint_db_, 5000);
   sqlite3_exec(checkpoint_db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
+  // Ownership (the row cache): the first store of this file in this process takes the owner lock; a
+  // second one here stays uncached; one in another process is refused, since the owner's cache could
+  // not see its writes.
+  key_ = std::filesystem::weakly_canonical(std::filesystem::absolute(db_file)).string();
+  {
+    auto& reg = owner_registry();
+    std::lock_guard lock(reg.mu);
+    if (!reg.owners.count(key_)) {
+      const std::string lock_file = key_ + ".owner";
+      const int fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      std::string why;
+      if (fd < 0) why = "cannot open " + lock_file + ": " + std::strerror(errno);
+      else if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        why = errno == EWOULDBLOCK ? db_file.string() + " is in use by another process (one process with the API role "
+                                                        "per state directory)"
+                                   : "cannot lock " + lock_file + ": " + std::strerror(errno);
+        ::close(fd);
+      }
+      if (!why.empty()) {
+        sqlite3_close(checkpoint_db_);
+        for (auto* st : {insert_stmt_, get_stmt_, running_stmt_, page_stmt_, finish_stmt_}) sqlite3_finalize(st);
+        sqlite3_close(db_);
+        throw std::runtime_error("extraction store: " + why);
+      }
+      owner_fd_ = fd;
+      reg.owners[key_] = this;
+    }
+  }
   sqlite3_wal_hook(
       db_,
       [](void* self, sqlite3*, const char*, int frames) {
@@ -184,6 +230,45 @@ ExtractionStore::~ExtractionStore() {
   sqlite3_close(checkpoint_db_);
   for (auto* st : {insert_stmt_, get_stmt_, running_stmt_, page_stmt_, finish_stmt_}) sqlite3_finalize(st);
   sqlite3_close(db_);
+  if (owner_fd_ >= 0) {
+    {
+      auto& reg = owner_registry();
+      std::lock_guard lock(reg.mu);
+      reg.owners.erase(key_);
+    }
+    ::close(owner_fd_);  // releases the owner lock
+  }
+}
+
+void ExtractionStore::cache_put(Extraction e) {
+  auto row = std::make_shared<const Extraction>(std::move(e));  // allocated before the lock
+  std::lock_guard lock(cache_mu_);
+  cache_put_locked(std::move(row));
+}
+
+void ExtractionStore::cache_put_locked(std::shared_ptr<const Extraction> row) {
+  auto [it, added] = rows_.try_emplace(row->id);
+  if (added) {
+    order_.push_back(&it->first);  // a node's key stays put until the node is erased
+    if (order_.size() > kCachedRows) {
+      rows_.erase(rows_.find(*order_.front()));
+      order_.pop_front();
+    }
+  }
+  it->second = std::move(row);
+}
+
+void ExtractionStore::cache_clear() {
+  std::lock_guard lock(cache_mu_);
+  rows_.clear();
+  order_.clear();
+  ++generation_;
+}
+
+void ExtractionStore::after_foreign_commit() {
+  auto& reg = owner_registry();
+  std::lock_guard lock(reg.mu);
+  if (auto it = reg.owners.find(key_); it != reg.owners.end() && it->second != this) it->second->cache_clear();
 }
 
 void ExtractionStore::exec(const std::string& sql) {
@@ -251,6 +336,10 @@ void ExtractionStore::commit_batch(std::vector<PendingWrite>& batch) {
       if (p.error.empty()) p.error = msg;
   };
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return fail_all(error());
+  // The owner's cache gets an update of a row it holds as committed: read back inside this
+  // transaction, put once COMMIT succeeded. mu_ is held throughout: no cache miss fills in between.
+  // Inserted rows are not put (the accept path's writer stays lean): the first get() reads them.
+  std::vector<std::shared_ptr<const Extraction>> updated;
   for (auto& p : batch) {
     const Extraction& e = p.row;
     auto text = [](sqlite3_stmt* st, int i, const std::string& v) {
@@ -296,16 +385,36 @@ void ExtractionStore::commit_batch(std::vector<PendingWrite>& batch) {
       // SQLite rolled the whole transaction back (I/O error, disk full): nothing of it is stored.
       return fail_all(p.error);
     }
+    if (rc != SQLITE_DONE || owner_fd_ < 0 || p.kind == PendingWrite::Kind::Insert) continue;
+    bool held;
+    {
+      std::lock_guard cache_lock(cache_mu_);
+      held = rows_.count(e.id) > 0;
+    }
+    if (!held) continue;
+    try {
+      if (auto now = read_one(e.id)) updated.push_back(std::make_shared<const Extraction>(std::move(*now)));
+    } catch (const std::exception&) {
+      std::lock_guard cache_lock(cache_mu_);  // cannot tell the row as committed: forget it
+      if (auto it = rows_.find(e.id); it != rows_.end()) {
+        std::erase(order_, &it->first);
+        rows_.erase(it);
+      }
+    }
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     const std::string msg = error();
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     fail_all(msg);
+    return;
   }
+  if (owner_fd_ < 0) return after_foreign_commit();
+  if (updated.empty()) return;
+  std::lock_guard cache_lock(cache_mu_);
+  for (auto& row : updated) cache_put_locked(std::move(row));
 }
 
-std::optional<Extraction> ExtractionStore::get(const std::string& id) {
-  std::lock_guard lock(mu_);
+std::optional<Extraction> ExtractionStore::read_one(const std::string& id) {
   sqlite3_stmt* s = get_stmt_;
   sqlite3_bind_text(s, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
   std::optional<Extraction> out;
@@ -315,6 +424,35 @@ std::optional<Extraction> ExtractionStore::get(const std::string& id) {
   sqlite3_reset(s);
   sqlite3_clear_bindings(s);
   if (!msg.empty()) throw std::runtime_error("extraction store: " + msg);
+  return out;
+}
+
+std::optional<Extraction> ExtractionStore::get(const std::string& id) {
+  if (owner_fd_ < 0) {
+    std::lock_guard lock(mu_);
+    return read_one(id);
+  }
+  // The owner: from memory when held (no SQLite read transaction, no wait for the writer's mu_).
+  uint64_t generation;
+  std::shared_ptr<const Extraction> held;
+  {
+    std::lock_guard cache_lock(cache_mu_);
+    if (auto it = rows_.find(id); it != rows_.end()) held = it->second;
+    generation = generation_;
+  }
+  if (held) return *held;
+  std::lock_guard lock(mu_);
+  auto out = read_one(id);
+  if (out) {
+    // Not filled when another store of the file committed (and cleared the cache) since the lookup:
+    // what was read may predate that commit.
+    bool fresh;
+    {
+      std::lock_guard cache_lock(cache_mu_);
+      fresh = generation_ == generation;
+    }
+    if (fresh) cache_put(*out);
+  }
   return out;
 }
 
@@ -334,9 +472,29 @@ void ExtractionStore::add_page(const std::string& id, int64_t records, int64_t b
 
 void ExtractionStore::reset_progress(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt(db_, "UPDATE extractions SET pages = 0, records = 0, bytes = 0, status = 'queued' WHERE id = ?")
-      .bind(1, id)
-      .step();
+  try {
+    Stmt(db_, "UPDATE extractions SET pages = 0, records = 0, bytes = 0, status = 'queued' WHERE id = ?")
+        .bind(1, id)
+        .step();
+  } catch (...) {
+    if (owner_fd_ >= 0) cache_clear();  // committed or not: the cache cannot tell
+    throw;
+  }
+  if (owner_fd_ < 0) return after_foreign_commit();
+  bool held;
+  {
+    std::lock_guard cache_lock(cache_mu_);
+    held = rows_.count(id) > 0;
+  }
+  if (!held) return;
+  std::optional<Extraction> now;
+  try {
+    now = read_one(id);
+  } catch (...) {
+    cache_clear();
+    throw;
+  }
+  if (now) cache_put(std::move(*now));
 }
 
 void ExtractionStore::finish(const std::string& id, bool ok, const std::string& error,

@@ -1,15 +1,26 @@
 // Durable record of extractions (SQLite, WAL): what was asked, its fetch progress and outcome.
 // Curated/dead-lettered counts are not stored here: they come from the delivery ledger, written in
 // the same transaction as the curator's acks, so they are exact after crashes.
+//
+// Owner and row cache: the first store to open a file holds its owner lock (`<db>.owner`, flock) and
+// keeps the rows get() has read in memory, so repeated gets (clients polling GET /v1/extractions/{id})
+// need no SQLite read transaction. The cache is exact: every write of the owner to a held row updates
+// it after its commit and before the write is acknowledged, and another store opened on the same file
+// *in this process* (uncached) clears it after each of its commits. A store in another process cannot
+// open a file whose owner is alive (std::runtime_error): one process with the API role per state
+// directory. (The ledger's counts that GET also shows are read as before: another process writes them.)
 #pragma once
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 struct sqlite3;
@@ -64,6 +75,8 @@ class ExtractionStore {
   // and its end are one commit.
   void finish(const std::string& id, bool ok, const std::string& error,
               const std::optional<PageCounts>& last_page = std::nullopt);
+  // Whether get() is served from the row cache (this store owns the file; see the top of this file).
+  bool cached() const { return owner_fd_ >= 0; }
   std::vector<Extraction> unfinished();             // queued or running, oldest first
   std::vector<Extraction> recent(std::size_t limit);  // any status, newest first (GET /v1/extractions)
 
@@ -92,6 +105,22 @@ class ExtractionStore {
   void write_and_wait(PendingWrite w);  // enqueue, wait for the commit, throw its error
   void writer();
   void commit_batch(std::vector<PendingWrite>& batch);
+  // Reads one row with get_stmt_ (under mu_; inside the writer's transaction it sees that transaction).
+  std::optional<Extraction> read_one(const std::string& id);
+  // Row cache (owner only). `rows_` and `order_` (insertion order, for eviction) under cache_mu_;
+  // changed only while mu_ is held too, or cleared (with generation_ bumped) by another store of the
+  // same file in this process after it committed — a miss fills only if no clear happened meanwhile.
+  void cache_put(Extraction e);     // under mu_
+  void cache_put_locked(std::shared_ptr<const Extraction> row);  // under mu_ and cache_mu_
+  void cache_clear();               // from another store after its commit
+  void after_foreign_commit();      // non-owner: clears the owner's cache (same file, this process)
+  std::mutex cache_mu_;
+  // Immutable rows, shared: a hit copies the pointer under the lock and the row after it.
+  std::unordered_map<std::string, std::shared_ptr<const Extraction>> rows_;
+  std::deque<const std::string*> order_;  // rows_' keys
+  uint64_t generation_ = 0;
+  int owner_fd_ = -1;               // the owner lock's fd; -1: not the owner (uncached)
+  std::string key_;                 // the file's canonical path (the in-process registry's key)
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   // Hot-path statements, prepared once; used only under mu_.
