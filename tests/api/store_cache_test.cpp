@@ -12,6 +12,7 @@
 #include <string>
 
 #include "api/extraction_store.h"
+#include "support/extraction_rows.h"
 #include "support/temp_dir.h"
 
 namespace apilake {
@@ -20,16 +21,7 @@ namespace fs = std::filesystem;
 
 using test::TempDir;
 
-Extraction row(const std::string& id) {
-  Extraction e;
-  e.id = id;
-  e.source = "gh";
-  e.endpoint = "issues";
-  e.params_json = R"({"repo":"a"})";
-  e.status = "queued";
-  e.created_us = 1'700'000'000'000'000;
-  return e;
-}
+Extraction row(const std::string& id) { return test::queued_row(id); }
 
 // The row as the file holds it, read by a plain SQLite connection (no store, no cache).
 std::optional<Extraction> from_file(const fs::path& db, const std::string& id) {

@@ -12,19 +12,14 @@
 #include <vector>
 
 #include "curate/schema.h"
+#include "support/curate_fixtures.h"
 
 namespace apilake {
 namespace {
 
 FieldSpec field(std::string name, FieldType type, std::string path = "", bool required = false,
                 std::string format = "") {
-  FieldSpec f;
-  f.name = std::move(name);
-  f.type = type;
-  f.path = std::move(path);
-  f.required = required;
-  f.format = std::move(format);
-  return f;
+  return test::field_at(std::move(name), type, std::move(path), required, std::move(format));
 }
 
 Schema schema_of(std::vector<FieldSpec> fields) {
