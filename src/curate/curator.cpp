@@ -14,6 +14,7 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include "curate/deadletter_json.h"
 #include "curate/layout.h"
 #include "curate/schema.h"
 #include "curate/schema_registry.h"
@@ -191,13 +192,12 @@ Curator::~Curator() = default;
 
 namespace {
 
-// One dead-letter line. The record is embedded as JSON (not as an escaped string) when it is JSON,
-// so that the line can be queried and replayed as it was fetched. level "page" marks a whole page
+// One dead-letter line. `record` is JSON text: the record's own text minified (record_json) when it is
+// JSON, so that the line can be queried and replayed exactly as it was fetched (no DOM round trip). level "page" marks a whole page
 // kept as a string (replay re-splits it); ingested_at_us lets a replay keep the original _ingested_at.
-std::string deadletter_line(boost::json::value record, const std::string& reason, const std::string& field,
+std::string deadletter_line(std::string_view record, const std::string& reason, const std::string& field,
                             const std::string& detail, const Message& m, const char* level) {
-  boost::json::object o;
-  o["record"] = std::move(record);
+  boost::json::object o;  // "record" is spliced in as text (curate/deadletter_json.h)
   o["level"] = level;
   o["ingested_at_us"] = m.publish_time_us;
   o["reason"] = reason;
@@ -215,17 +215,11 @@ std::string deadletter_line(boost::json::value record, const std::string& reason
   o["endpoint"] = attribute(m, "endpoint");
   // The extraction's params (compact JSON), so a replay can fill from_param fields (docs/schema.md).
   if (const std::string params = attribute(m, "params"); !params.empty()) o["params"] = params;
-  std::string line = boost::json::serialize(o);
+  std::string line = line_with_record(record, o);
   line += '\n';
   return line;
 }
 
-boost::json::value as_json(std::string_view text) {
-  boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(text, ec);
-  if (ec) return boost::json::value(boost::json::string(text));
-  return v;
-}
 
 // layout.h's partition_time, for row r of a batch.
 int64_t partition_time(int column, const ColumnBatch& batch, std::size_t r, int64_t ingested_us) {
@@ -303,7 +297,7 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
     auto deadletters = [&]() -> std::string& { return group(false, m.publish_time_us).deadletters; };
     // The whole page as one dead letter (nothing is lost; the archive has it too).
     auto page_deadletter = [&](const std::string& reason, const std::string& field, const std::string& detail) {
-      deadletters() += deadletter_line(boost::json::string(truncated(m.data)), reason, field, detail, m, "page");
+      deadletters() += deadletter_line(boost::json::serialize(boost::json::string(truncated(m.data))), reason, field, detail, m, "page");
       ++counts.deadlettered;
     };
 
@@ -383,12 +377,12 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
         // (evolve: keys that could not become a column, e.g. a name clash, are kept the same way)
         if (ds->schema.evolution == Evolution::DiscardValue || ds->schema.evolution == Evolution::Evolve)
           for (const UnknownField& u : outcome.unknown)
-            deadletters() += deadletter_line(as_json(u.json), "unknown_field", u.key,
+            deadletters() += deadletter_line(record_json(u.json), "unknown_field", u.key,
                                              "dropped by schema.evolution: discard_value; the record was curated",
                                              m, "value");
       } else {
         const Reason reason = outcome.reason.value_or(Reason{"parse_error", "", "the schema gave no reason"});
-        deadletters() += deadletter_line(as_json(rec.text()), reason.code, reason.field, reason.detail, m, "record");
+        deadletters() += deadletter_line(record_json(rec.raw_text()), reason.code, reason.field, reason.detail, m, "record");
         ++counts.deadlettered;
       }
     };

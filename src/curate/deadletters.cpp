@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bus/ledger.h"
+#include "curate/deadletter_json.h"
 #include "curate/layout.h"
 #include "curate/schema.h"
 #include "curate/schema_registry.h"
@@ -242,7 +243,13 @@ std::vector<std::string> DeadLetters::samples(const std::string& dataset, const 
       o["replayed"] = marks.replayed.count(static_cast<int64_t>(i)) > 0;
       o["file"] = p;
       o["line"] = static_cast<int64_t>(i);
-      out.push_back(json::serialize(o));
+      const auto raw = raw_record(lines[i]);  // the record's own text, not Boost.JSON's re-print
+      if (!raw) {
+        out.push_back(json::serialize(o));
+        continue;
+      }
+      o.erase("record");
+      out.push_back(line_with_record(*raw, o));
     }
   }
   return out;
@@ -329,7 +336,8 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
       if (!record) {
         refusal = Reason{"parse_error", "", "dead letter without a record"};
       } else if (level == "page") {
-        const std::string body = record->is_string() ? std::string(record->as_string()) : json::serialize(*record);
+        const std::string body =
+            record->is_string() ? std::string(record->as_string()) : raw_record(lines[static_cast<std::size_t>(i)]).value_or("null");
         simdjson::dom::element doc, target;
         if (parser.parse(body).get(doc) != simdjson::SUCCESS) {
           refusal = Reason{"parse_error", "", "the page is not JSON"};
@@ -346,8 +354,10 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
             refusal = Reason{"parse_error", "", "records_pointer does not point to an array or object"};
           }
         }
+      } else if (auto raw = raw_record(lines[static_cast<std::size_t>(i)])) {
+        records.push_back(std::move(*raw));  // as fetched: a DOM round trip would rewrite its numbers
       } else {
-        records.push_back(json::serialize(*record));
+        refusal = Reason{"parse_error", "", "dead letter without a readable record"};
       }
 
       std::vector<Row> rows;

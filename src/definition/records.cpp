@@ -657,6 +657,14 @@ std::string PageRecord::text() const {
   return simdjson::minify(e);
 }
 
+std::string PageRecord::raw_text() const {
+  if (synthesised_ || raw_.data() == nullptr) return text();
+  const std::size_t first = raw_.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return text();
+  const std::size_t last = raw_.find_last_not_of(" \t\r\n");
+  return std::string(raw_.substr(first, last - first + 1));
+}
+
 std::size_t visit_records(std::string_view body, const Endpoint& endpoint,
                           const std::function<void(PageRecord&)>& on_record) {
   thread_local od::parser parser;

@@ -39,6 +39,10 @@ class PageRecord {
   // Exactly the element select_records returns for this record (compact JSON), built only when
   // asked (e.g. for a dead letter or a second validation), whether or not `value` was read.
   std::string text() const;
+  // The record's bytes as the page sent them (numbers, escapes and spacing untouched; whitespace at
+  // the ends trimmed) — what a dead letter keeps. text() for records that were not read from the
+  // page's bytes (synthesised, or pages checked by the DOM).
+  std::string raw_text() const;
 
  private:
   friend std::size_t visit_records(std::string_view, const Endpoint&, const std::function<void(PageRecord&)>&);
