@@ -350,10 +350,16 @@ void BM_validate(benchmark::State& state) {
   for (auto _ : state) {
     valid = 0;
     batch.clear();
-    for (const auto& m : in.batch) visit_records(m.data, endpoint, on_record);
+    // As the curator calls it: in place when the body has simdjson's padding in its capacity.
+    for (const auto& m : in.batch) visit_records(simdjson::padded_string_view(m.data), endpoint, on_record);
     benchmark::DoNotOptimize(valid);
   }
   state.counters["valid_share"] = static_cast<double>(valid) / static_cast<double>(in.record_count);
+  // The share of the pages' bytes read in place (the rest is copied into a padded buffer first).
+  std::size_t in_place = 0;
+  for (const auto& m : in.batch)
+    if (m.data.capacity() - m.data.size() >= simdjson::SIMDJSON_PADDING) in_place += m.data.size();
+  state.counters["in_place_share"] = static_cast<double>(in_place) / static_cast<double>(in.page_bytes);
   report(state, in.record_count, in.page_bytes);
 }
 BENCHMARK(BM_validate)->Unit(benchmark::kMillisecond);

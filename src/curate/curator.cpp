@@ -390,7 +390,8 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
     // Record selection is shared with the fetcher (definition/records.h), so both count alike; a page
     // it refuses is refused before any of its records is handed out.
     try {
-      visit_records(m.data, *ds->endpoint, apply);
+      // Read in place when the bus left simdjson's padding in the body's capacity; else copied.
+      visit_records(simdjson::padded_string_view(m.data), *ds->endpoint, apply);
     } catch (const RecordError& e) {
       page_deadletter("parse_error", "", e.what());
     }

@@ -45,7 +45,8 @@ class PageRecord {
   std::string raw_text() const;
 
  private:
-  friend std::size_t visit_records(std::string_view, const Endpoint&, const std::function<void(PageRecord&)>&);
+  friend std::size_t visit_records(simdjson::padded_string_view, const Endpoint&,
+                                   const std::function<void(PageRecord&)>&);
   std::string_view raw_;             // plain records checked on demand: the record's bytes in the page
   simdjson::dom::element dom_;       // plain records checked by the DOM: the page's DOM element
   const std::string* synthesised_ = nullptr;
@@ -66,10 +67,18 @@ class PageRecord {
 // this thread's parsers).
 std::size_t visit_records(std::string_view body, const Endpoint& endpoint,
                           const std::function<void(PageRecord&)>& on_record);
+// The same, reading the page in place (no padded copy) when `body.padding()` is at least
+// SIMDJSON_PADDING: e.g. simdjson::padded_string_view(message.data) for a std::string with that much
+// spare capacity (simdjson reads up to that many bytes past the end, whatever they hold). Less
+// padding: copied, exactly as above.
+std::size_t visit_records(simdjson::padded_string_view body, const Endpoint& endpoint,
+                          const std::function<void(PageRecord&)>& on_record);
 
 // The number of records select_records would return (same checks, no copies). With `fingerprint`,
 // also a hash of the selected value (records_pointer's target): equal hashes on consecutive pages
-// mean the same records again, whatever else changed (the fetcher's repeat check).
+// mean the same records again, whatever else changed (the fetcher's repeat check). It hashes the
+// values, not the bytes: pages differing only in spacing, string escapes or number spelling (1.50 vs
+// 1.5) hold the same records and hash equally; member order counts.
 std::size_t count_selected_records(std::string_view body, const Endpoint& endpoint,
                                    std::size_t* fingerprint = nullptr);
 

@@ -231,6 +231,53 @@ TEST_F(CuratorTest, NonJsonPageIsOneParseErrorLine) {
             1);
 }
 
+// A body with simdjson's padding in its spare capacity is read in place (no copy); whatever those
+// spare bytes hold, every page comes out as the same rows and the same dead letters (reason, detail,
+// record) as the same body without spare capacity, which is copied first.
+TEST_F(CuratorTest, BodiesReadInPlaceGiveTheSameRowsAndRefusals) {
+  const std::vector<std::string> bodies = {
+      R"({"items":[{"id":1,"name":"a"},{"id":"x"},{"id":3,"name":"c\u00e9"}]})",  // two rows, one refusal
+      R"({"items":[{"id":1,"name":"a"},{"id":2)",                                  // truncated
+      R"({"items":[{"id":1}]}\)",                                                 // a backslash at the end
+      R"({"items":[{"id":1,"name":"\u00e)",                                       // truncated in an escape
+      R"({"items":[{"id":tru}]})",                                                // a broken atom
+      R"({"items":[{"id":12)"};                                                   // ends in a number
+  auto batch = [&](int first_id, bool padded) {
+    std::vector<Message> out;
+    for (std::size_t i = 0; i < bodies.size(); ++i) {
+      Message m = msg(std::to_string(first_id + static_cast<int>(i)), "shop", "items", bodies[i], "ex-p");
+      if (padded) {  // spare capacity holding bytes that would continue the page's last token
+        m.data.append(simdjson::SIMDJSON_PADDING, '1');
+        m.data.resize(bodies[i].size());
+        EXPECT_GE(m.data.capacity() - m.data.size(), simdjson::SIMDJSON_PADDING);
+      } else {
+        m.data.shrink_to_fit();
+        EXPECT_LT(m.data.capacity() - m.data.size(), simdjson::SIMDJSON_PADDING);
+      }
+      out.push_back(std::move(m));
+    }
+    return out;
+  };
+  const PreparedBatch copied = stage_and_commit(batch(40, false));
+  const PreparedBatch in_place = stage_and_commit(batch(50, true));
+  EXPECT_EQ(copied.counts.at("ex-p").rows, 2);
+  EXPECT_EQ(copied.counts.at("ex-p").deadlettered, 6);  // one record and five pages
+  EXPECT_EQ(in_place.counts.at("ex-p").rows, copied.counts.at("ex-p").rows);
+  EXPECT_EQ(in_place.counts.at("ex-p").deadlettered, copied.counts.at("ex-p").deadlettered);
+  const auto a = read_jsonl("deadletter/shop/items/" + kHour0 + "/000000000040-000000000045.jsonl");
+  const auto b = read_jsonl("deadletter/shop/items/" + kHour0 + "/000000000050-000000000055.jsonl");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(i);
+    for (const char* key : {"reason", "field", "detail", "record"}) EXPECT_EQ(b[i].at(key), a[i].at(key)) << key;
+  }
+  for (const std::string id : {"40-000000000045", "50-000000000055"})
+    EXPECT_EQ(query("SELECT count(*) FROM " + parquet("curated/shop/items/" + kHour0 + "/0000000000" + id + ".parquet"))
+                  .int64(0, 0),
+              2);
+}
+
 TEST_F(CuratorTest, NestedRecordsPointer) {
   const std::string page = R"({"total": 3, "items": [{"id": 1, "name": "a"}, {"id": "2"}, {"id": 3, "name": "c"}]})";
   const std::string one = R"({"items": {"id": 4, "name": "single"}})";

@@ -38,6 +38,41 @@ TEST(Records, ArrayObjectAndPointer) {
   EXPECT_EQ(count_selected_records(R"({"data":{"items":[1,2,3]}})", e), 3u);
 }
 
+// The fetcher's repeat-page check: same records (as values) = same fingerprint, whatever else on
+// the page changed; any change in the records = a different one.
+TEST(Records, FingerprintIsTheSelectedValues) {
+  Endpoint e;
+  e.records_pointer = "/items";
+  auto fp = [&](const std::string& body) {
+    std::size_t f = 0;
+    count_selected_records(body, e, &f);
+    return f;
+  };
+  const std::size_t base = fp(R"({"page":1,"items":[{"id":1,"s":"x","v":1.5,"ok":true,"n":null},[2,"y"]]})");
+  // Other members, spacing, escapes and number spelling: the same records.
+  EXPECT_EQ(base, fp(R"({"page":2,"next":"abc","items":[{"id":1,"s":"x","v":1.5,"ok":true,"n":null},[2,"y"]]})"));
+  EXPECT_EQ(base, fp(R"({"items" : [ { "id" : 1 , "s" : "\u0078", "v" : 1.50 , "ok" : true, "n" : null } ,
+                                    [ 2 , "y" ] ] })"));
+  // Any change in the records.
+  for (const char* other : {
+           R"({"items":[{"id":2,"s":"x","v":1.5,"ok":true,"n":null},[2,"y"]]})",       // a number
+           R"({"items":[{"id":1,"s":"X","v":1.5,"ok":true,"n":null},[2,"y"]]})",       // a string
+           R"({"items":[{"id":1,"t":"x","v":1.5,"ok":true,"n":null},[2,"y"]]})",       // a key
+           R"({"items":[{"id":1,"s":"x","v":1.5,"ok":false,"n":null},[2,"y"]]})",      // a boolean
+           R"({"items":[{"id":1,"s":"x","v":1.0,"ok":true,"n":null},[2,"y"]]})",       // a double
+           R"({"items":[{"id":1.0,"s":"x","v":1.5,"ok":true,"n":null},[2,"y"]]})",     // 1 vs 1.0
+           R"({"items":[{"s":"x","id":1,"v":1.5,"ok":true,"n":null},[2,"y"]]})",       // member order
+           R"({"items":[[2,"y"],{"id":1,"s":"x","v":1.5,"ok":true,"n":null}]})",       // record order
+           R"({"items":[{"id":1,"s":"x","v":1.5,"ok":true,"n":null},[[2],"y"]]})",     // nesting
+           R"({"items":[{"id":1,"s":"x","v":1.5,"ok":true,"n":null},{"2":"y"}]})",     // array vs object
+           R"({"items":[{"id":1,"s":"x","v":1.5,"ok":true,"n":null}]})",               // a record fewer
+       })
+    EXPECT_NE(base, fp(other)) << other;
+  // A string's content is not confused with structure.
+  EXPECT_NE(fp(R"({"items":["a","b"]})"), fp(R"({"items":["ab"]})"));
+  EXPECT_NE(fp(R"({"items":[["a"],[]]})"), fp(R"({"items":[[],["a"]]})"));
+}
+
 TEST(Records, Errors) {
   Endpoint e;
   e.records_pointer = "/items";

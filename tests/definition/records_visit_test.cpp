@@ -176,6 +176,45 @@ TEST(VisitRecords, AgreesWithSelectOnMalformedPages) {
   }
 }
 
+// A page read in place (padded_string_view with SIMDJSON_PADDING to spare, no copy) yields what the
+// copied page yields, records or error text, whatever the bytes after its end hold: here every
+// padding byte is one that would continue the page's last token ('"', a digit, '\', 'u', '}', ...).
+TEST(VisitRecords, InPlaceReadAgreesWithTheCopyWhateverThePaddingHolds) {
+  Endpoint e;
+  e.records_pointer = "/items";
+  struct Read {
+    std::string error;
+    std::vector<std::string> values, raw_texts;
+  };
+  auto read_all = [&](auto page) {
+    Read out;
+    out.error = error_of([&] {
+      visit_records(page, e, [&](PageRecord& r) {
+        out.values.push_back(read_value(r.value));
+        out.raw_texts.push_back(r.raw_text());
+      });
+    });
+    return out;
+  };
+  for (const std::string& body : std::vector<std::string>{
+           R"({"items":[{"a":1},{"a":"x\u00e9"}]})", R"({"items":[1,2.5,-3e2,true,null,"s"]})", R"({"items":{"a":12}})",
+           R"({"items":[{"a":1},{"a":2)", R"({"items":[1]} x)", R"({"items":[1]}\)", R"({"items":[1]}\u)",
+           R"({"items":["a\"]})", R"({"items":["\)", R"({"items":[12)", R"({"items":[tru)", R"({"items":[1]} 1)",
+           R"({"items":[{"a":1}]})" "\n", "{", R"([1]\)", "", " "}) {
+    const Read copied = read_all(std::string_view(body));
+    for (const char fill : {'"', '1', '\\', 'u', '}', ']', 'e', '\0', ' '}) {
+      SCOPED_TRACE(body + " + padding of '" + std::string(1, fill) + "'");
+      std::string buffer = body + std::string(simdjson::SIMDJSON_PADDING, fill);
+      const simdjson::padded_string_view page(buffer.data(), body.size(), buffer.size());
+      ASSERT_GE(page.padding(), simdjson::SIMDJSON_PADDING);
+      const Read in_place = read_all(page);
+      EXPECT_EQ(in_place.error, copied.error);
+      EXPECT_EQ(in_place.values, copied.values);
+      EXPECT_EQ(in_place.raw_texts, copied.raw_texts);
+    }
+  }
+}
+
 TEST(VisitRecords, AgreesWithSelectOnValidEdgeCases) {
   Endpoint e;
   e.records_pointer = "/items";
