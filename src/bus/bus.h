@@ -5,6 +5,7 @@
 // letters and never delivered again. Messages are delivered to every subscription of their topic.
 #pragma once
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -24,6 +25,11 @@ struct OutMessage {
   Attributes attributes;
   std::string dedup_key;     // optional: a second publish with the same key on the topic is dropped
 };
+
+// Every bus leaves at least this much spare capacity after Message::data (capacity() - size()), so a
+// consumer can parse the body in place: simdjson reads up to 64 bytes past the end (SIMDJSON_PADDING)
+// and otherwise copies each page first. Only capacity is promised; the bytes there are unspecified.
+inline constexpr std::size_t kMessageDataSlack = 64;
 
 struct Message {
   std::string id;            // unique per topic, stable across redeliveries

@@ -377,7 +377,7 @@ std::vector<Message> PubSubBus::pull_once(const std::string& subscription, std::
     Message m;
     m.ack_id = std::string(o.at("ackId").as_string());
     m.id = std::string(pm.at("messageId").as_string());
-    if (const auto* d = pm.if_contains("data")) m.data = base64_decode(d->as_string());
+    if (const auto* d = pm.if_contains("data")) m.data = base64_decode(d->as_string(), kMessageDataSlack);
     if (const auto* a = pm.if_contains("attributes"))
       for (const auto& [k, v] : a->as_object()) m.attributes.emplace(std::string(k), std::string(v.as_string()));
     if (const auto* t = pm.if_contains("publishTime")) m.publish_time_us = parse_rfc3339_us(t->as_string());

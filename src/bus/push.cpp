@@ -40,7 +40,7 @@ Message parse_push_envelope(const std::string& body, std::string& subscription) 
   if (out.id.empty()) throw std::invalid_argument("push envelope message has no messageId");
   if (const auto* d = m.if_contains("data")) {
     if (!d->is_string()) throw std::invalid_argument("push envelope data must be a base64 string");
-    out.data = base64_decode(d->as_string());
+    out.data = base64_decode(d->as_string(), kMessageDataSlack);
   }
   if (const auto* a = m.if_contains("attributes")) {
     if (!a->is_object()) throw std::invalid_argument("push envelope attributes must be an object");

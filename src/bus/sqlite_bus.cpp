@@ -2,6 +2,12 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <charconv>
 #include <stdexcept>
 #include <string_view>
@@ -237,10 +243,14 @@ struct SqliteBus::Statements {
     }
     int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
     bool is_null(int c) { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
-    std::string str(int c) {
+    // spare: capacity reserved past the end (message bodies keep kMessageDataSlack, bus.h).
+    std::string str(int c, std::size_t spare = 0) {
       const auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
-      const int n = sqlite3_column_bytes(s_, c);
-      return p ? std::string(p, static_cast<std::size_t>(n)) : std::string();
+      const auto n = static_cast<std::size_t>(sqlite3_column_bytes(s_, c));
+      std::string out;
+      out.reserve(n + spare);
+      if (p) out.assign(p, n);
+      return out;
     }
 
    private:
@@ -297,8 +307,62 @@ class Transaction {
 
 }  // namespace
 
+// counts() without a SQLite read per GET /v1/extractions/{id}. Exact, not a TTL: batch_counts changes
+// only in commit(), which bumps a 64-bit counter in "<db file>-ledger-version" (mmapped: every process
+// on this database shares it) before BEGIN and after COMMIT. A cached figure is used while the counter
+// still has the value it had when the cache was filled; a moved counter drops every entry. The counter
+// is read before the SQLite read that fills an entry, so a commit racing with that read leaves the
+// entry already stale rather than wrong. Left: a process that dies between its COMMIT and the second
+// bump leaves figures read in that window stale until the next commit by anyone. Without the file
+// (in-memory database, unwritable directory) nothing is cached.
+struct SqliteBus::CountsCache {
+  static constexpr std::size_t kMaxEntries = 65536;  // then start over: a bound, not an eviction policy
+  std::mutex mu;
+  uint64_t* shared = nullptr;  // the mapped counter; null until open() succeeded
+  bool tried = false;
+  uint64_t version = 0;        // the counter's value the entries were read under
+  std::unordered_map<std::string, ExtractionCounts> entries;  // consumer + '\0' + extraction id
+
+  CountsCache() = default;
+  CountsCache(const CountsCache&) = delete;
+  CountsCache& operator=(const CountsCache&) = delete;
+  ~CountsCache() {
+    if (shared) munmap(shared, sizeof(uint64_t));
+  }
+  // Maps the counter file once; caller holds mu and the bus mutex (db is not used concurrently).
+  bool open(sqlite3* db) {
+    if (tried) return shared != nullptr;
+    tried = true;
+    const char* name = sqlite3_db_filename(db, "main");
+    if (!name || !*name) return false;
+    const std::string path = std::string(name) + "-ledger-version";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return false;
+    struct stat st {};
+    // Growing a fresh file to 8 bytes zero-fills it; a racing process doing the same changes nothing.
+    if (fstat(fd, &st) != 0 || (st.st_size < static_cast<off_t>(sizeof(uint64_t)) && ftruncate(fd, sizeof(uint64_t)) != 0)) {
+      ::close(fd);
+      return false;
+    }
+    void* p = mmap(nullptr, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) return false;
+    shared = static_cast<uint64_t*>(p);
+    return true;
+  }
+  uint64_t load() const { return std::atomic_ref<uint64_t>(*shared).load(std::memory_order_acquire); }
+  // Caller holds mu; drops the entries when the counter moved since they were read.
+  void sync() {
+    const uint64_t now = load();
+    if (now != version) {
+      entries.clear();
+      version = now;
+    }
+  }
+};
+
 SqliteBus::SqliteBus(const std::filesystem::path& db_file, SqliteBusOptions options)
-    : options_(options), stmts_(std::make_unique<Statements>()) {
+    : options_(options), stmts_(std::make_unique<Statements>()), counts_cache_(std::make_unique<CountsCache>()) {
   if (options_.max_delivery_attempts < 1)
     throw std::invalid_argument(fmt::format("max_delivery_attempts must be at least 1 (got {})",
                                             options_.max_delivery_attempts));
@@ -314,8 +378,12 @@ SqliteBus::SqliteBus(const std::filesystem::path& db_file, SqliteBusOptions opti
   }
   try {
     sqlite3_busy_timeout(db_, 10000);
+    // 16 KB pages for a new database: a ~21 KB page body is then a 4.6 KB local part + one overflow
+    // page (2 WAL frames) instead of 6 frames of 4 KB, each frame 2 pwrites. Only takes effect
+    // before the first table exists; an existing database keeps its page size (SQLite ignores
+    // the pragma there, and a WAL database cannot change it), so both open the same way.
     // synchronous=FULL: publish() and commit() promise durability when they return.
-    exec(db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+    exec(db_, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
     exec(db_, kSchema);
   } catch (const std::exception& e) {
     sqlite3_close(db_);
@@ -444,7 +512,7 @@ std::vector<Message> SqliteBus::pull(const std::string& subscription, std::size_
           "AND (d.state = 'waiting' OR (d.state = 'leased' AND d.lease_until_us <= ?)) "
           "ORDER BY d.message_id LIMIT ?");
       q.bind(1, subscription).bind(2, after).bind(3, now).bind(4, static_cast<int64_t>(max - out.size()));
-      while (q.step()) rows.push_back({q.i64(0), q.i64(1), q.str(2), q.str(3), q.i64(4)});
+      while (q.step()) rows.push_back({q.i64(0), q.i64(1), q.str(2, kMessageDataSlack), q.str(3), q.i64(4)});
     }
     if (rows.empty()) break;
     for (auto& r : rows) {
@@ -598,6 +666,12 @@ void SqliteBus::prepare(const PreparedBatch& batch) {
 
 void SqliteBus::commit(const PreparedBatch& batch, const std::string& subscription) {
   std::lock_guard lock(mu_);
+  // Before and after: a reader that fills its cache between the two bumps is invalidated by the second.
+  auto bump_counts_version = [this] {
+    std::lock_guard cache_lock(counts_cache_->mu);
+    if (counts_cache_->open(db_)) std::atomic_ref<uint64_t>(*counts_cache_->shared).fetch_add(1);
+  };
+  bump_counts_version();
   Transaction tx(db_);
   require_subscription(subscription);
   std::string counts_blob;
@@ -640,6 +714,7 @@ void SqliteBus::commit(const PreparedBatch& batch, const std::string& subscripti
     prune(id);
   }
   tx.commit();
+  bump_counts_version();
 }
 
 void SqliteBus::abandon(const PreparedBatch& batch, const std::string& subscription) {
@@ -712,10 +787,40 @@ bool SqliteBus::seen(const std::string& consumer, const std::string& message_id)
 }
 
 ExtractionCounts SqliteBus::counts(const std::string& consumer, const std::string& extraction_id) {
-  std::lock_guard lock(mu_);
-  auto q = (*stmts_)("SELECT rows, deadlettered FROM batch_counts WHERE consumer = ? AND extraction_id = ?");
-  if (!q.bind(1, consumer).bind(2, extraction_id).step()) return {};
-  return {q.i64(0), q.i64(1)};
+  auto& cache = *counts_cache_;
+  std::string key;
+  key.reserve(consumer.size() + 1 + extraction_id.size());
+  key.append(consumer).push_back('\0');
+  key.append(extraction_id);
+  {
+    std::lock_guard cache_lock(cache.mu);
+    if (cache.shared) {
+      cache.sync();
+      if (auto it = cache.entries.find(key); it != cache.entries.end()) return it->second;
+    }
+  }
+  ExtractionCounts out;
+  uint64_t read_under = 0;
+  bool cacheable = false;
+  {
+    std::lock_guard lock(mu_);
+    {
+      std::lock_guard cache_lock(cache.mu);
+      cacheable = cache.open(db_);
+      if (cacheable) read_under = cache.load();  // before the read: see CountsCache
+    }
+    auto q = (*stmts_)("SELECT rows, deadlettered FROM batch_counts WHERE consumer = ? AND extraction_id = ?");
+    if (q.bind(1, consumer).bind(2, extraction_id).step()) out = {q.i64(0), q.i64(1)};
+  }
+  if (cacheable) {
+    std::lock_guard cache_lock(cache.mu);
+    cache.sync();
+    if (cache.version == read_under) {
+      if (cache.entries.size() >= CountsCache::kMaxEntries) cache.entries.clear();
+      cache.entries.emplace(std::move(key), out);
+    }
+  }
+  return out;
 }
 
 std::vector<Message> SqliteBus::dead_letters(const std::string& subscription) {

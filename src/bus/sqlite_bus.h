@@ -41,6 +41,9 @@ class SqliteBus final : public Bus, public Ledger {
   bool seen(const std::string& consumer, const std::string& message_id) override;
   // Always false: publish() already drops a second message with the same dedup key.
   bool seen_key(const std::string&, const std::string&) override { return false; }
+  // Answered from memory after the first read, exactly: every commit() (this process or another on
+  // the same file) moves a counter shared through "<db file>-ledger-version", and a moved counter
+  // drops the cached counts. Does not wait for publish()/pull() transactions on a hit.
   ExtractionCounts counts(const std::string& consumer, const std::string& extraction_id) override;
 
   // Introspection for tests and GET /v1/... : messages dead-lettered on a subscription, and how many
@@ -61,6 +64,8 @@ class SqliteBus final : public Bus, public Ledger {
   sqlite3* db_ = nullptr;
   SqliteBusOptions options_;
   std::unique_ptr<Statements> stmts_;
+  struct CountsCache;  // counts() answers and the shared ledger version (sqlite_bus.cpp)
+  std::unique_ptr<CountsCache> counts_cache_;
 };
 
 }  // namespace apilake

@@ -14,8 +14,12 @@ std::string base64_encode(std::string_view bytes) {
   return out;
 }
 
-std::string base64_decode(std::string_view text) {
-  if (text.empty()) return {};
+std::string base64_decode(std::string_view text, std::size_t spare_capacity) {
+  if (text.empty()) {
+    std::string out;
+    out.reserve(spare_capacity);
+    return out;
+  }
   if (text.size() % 4 != 0) throw std::invalid_argument("base64: length is not a multiple of 4");
   // EVP_DecodeBlock accepts some whitespace and does not report padding: check the alphabet here so
   // garbage is an error rather than silently decoded bytes.
@@ -29,7 +33,9 @@ std::string base64_decode(std::string_view text) {
     }
     if (!alpha || pad > 0) throw std::invalid_argument("base64: invalid character");
   }
-  std::string out(text.size() / 4 * 3, '\0');
+  std::string out;
+  out.reserve(text.size() / 4 * 3 + spare_capacity);
+  out.resize(text.size() / 4 * 3);
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
                                 reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
   if (n < 0) throw std::invalid_argument("base64: malformed input");

@@ -9,7 +9,8 @@ namespace apilake {
 
 std::string base64_encode(std::string_view bytes);
 // Accepts padded input (whitespace-free); throws std::invalid_argument on anything else.
-std::string base64_decode(std::string_view text);
+// spare_capacity: bytes reserved past the result's end (e.g. for a reader that parses in place).
+std::string base64_decode(std::string_view text, std::size_t spare_capacity = 0);
 // URL-safe alphabet ('-', '_'), no padding (JWT).
 std::string base64url_encode(std::string_view bytes);
 // Accepts base64url with or without padding.

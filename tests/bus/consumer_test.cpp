@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -32,7 +34,10 @@ class FileHandler : public BatchHandler {
   PreparedBatch stage(const std::vector<Message>& batch) override {
     std::lock_guard lock(mu);
     ++calls;
-    for (const auto& m : batch) attempts_seen[m.id] = m.delivery_attempt;
+    for (const auto& m : batch) {
+      attempts_seen[m.id] = m.delivery_attempt;
+      min_slack = std::min(min_slack, m.data.capacity() - m.data.size());
+    }
     if (fail_next > 0) {
       --fail_next;
       throw std::runtime_error("injected staging failure");
@@ -56,6 +61,7 @@ class FileHandler : public BatchHandler {
   int calls = 0;
   int fail_next = 0;
   std::map<std::string, int> attempts_seen;
+  std::size_t min_slack = SIZE_MAX;  // smallest spare capacity after a body seen by stage()
 
  private:
   fs::path staging_;
@@ -160,6 +166,18 @@ TEST_F(ConsumerTest, BatchesBySizeAndCommitsEveryMessageOnce) {
   EXPECT_TRUE(bus->pending("curate").empty());
   EXPECT_EQ(staged_files(), 0u);
   EXPECT_TRUE(fs::exists(dir / "lake" / "out" / (ids[0] + "-" + ids[9] + ".txt")));
+}
+
+// The curator parses each body in place only when the bus left kMessageDataSlack spare bytes after it
+// (bus.h); a body copied on the way (pull, hold, batch) would lose that capacity and be copied again.
+TEST_F(ConsumerTest, HandlerGetsBodiesWithSpareCapacityForInPlaceParsing) {
+  publish(3);
+  const OutMessage big{std::string(5000, 'x'), {{"extraction_id", "ex1"}}, {}};
+  const OutMessage empty{"", {{"extraction_id", "ex1"}}, {}};
+  bus->publish("pages", {big, empty});
+  Consumer c(*bus, *bus, handler, RenameCommit{dir / "lake"}, options(10));
+  EXPECT_EQ(c.run_once(true), 5u);
+  EXPECT_GE(handler.min_slack, kMessageDataSlack);
 }
 
 TEST_F(ConsumerTest, FlushesByAge) {

@@ -1,11 +1,16 @@
 #include "bus/sqlite_bus.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <chrono>
+#include <filesystem>
 #include <set>
 #include <stdexcept>
 #include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support/temp_dir.h"
 
@@ -73,6 +78,51 @@ TEST_F(SqliteBusTest, PublishPullAckRoundTripsBytesAndAttributes) {
   bus->ack("archive", ack_ids(got));
   EXPECT_EQ(bus->backlog("archive"), 0u);
   EXPECT_TRUE(bus->pull("archive", 10, 0s).empty());
+}
+
+int64_t page_size_of(const std::filesystem::path& file) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, nullptr), SQLITE_OK);
+  EXPECT_EQ(sqlite3_step(st), SQLITE_ROW);
+  const int64_t size = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return size;
+}
+
+// New bus databases get 16 KB pages (a 21 KB page body in 2 WAL frames, not 6); one made with
+// SQLite's default 4 KB pages (every bus before this) keeps them and works as before.
+TEST_F(SqliteBusTest, NewDatabasesUseLargePagesOldOnesKeepTheirs) {
+  const std::string body(21 * 1024, 'x');
+  {
+    auto bus = open();
+    bus->publish("pages", {msg(body)});
+  }
+  EXPECT_EQ(page_size_of(dir_ / "state/bus.db"), 16384);
+
+  const auto old_file = dir_ / "old/bus.db";
+  std::filesystem::create_directories(old_file.parent_path());
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(old_file.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; CREATE TABLE t(x);", nullptr, nullptr,
+                           nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  {
+    SqliteBus bus(old_file);
+    bus.create_topic("pages");
+    bus.create_subscription("archive", "pages");
+    bus.publish("pages", {msg(body), msg("small")});
+    auto got = bus.pull("archive", 10, 60s);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].data, body);
+    bus.ack("archive", ack_ids(got));
+  }
+  EXPECT_EQ(page_size_of(old_file), 4096);
 }
 
 TEST_F(SqliteBusTest, PullRespectsMaxAndOrder) {
@@ -331,6 +381,82 @@ TEST_F(SqliteBusTest, LedgerCountsAggregateOverBatchesPerConsumer) {
   EXPECT_EQ(bus->counts("curate", "ex1").deadlettered, 5);
   EXPECT_EQ(bus->counts("curate", "ex2").rows, 1);
   EXPECT_EQ(bus->counts("archive", "ex1").rows, 1);
+}
+
+// counts() answers from memory after the first read (GET /v1/extractions/{id} asks per request); a
+// commit by another bus object or another process on the same file must show at once.
+TEST_F(SqliteBusTest, LedgerCountsCacheFollowsCommitsFromAnotherBusOnTheFile) {
+  auto bus = open();
+  auto other = open();  // another connection on the same file (as a curator in the same process)
+  other->publish("pages", {msg("a"), msg("b")});
+  auto got = other->pull("archive", 2, 60s);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(bus->counts("curate", "ex1").rows, 0);  // cached as "none yet"
+  auto b1 = batch_of("curate", "b1", {got[0]}, {{"ex1", {4, 1}}});
+  other->prepare(b1);
+  EXPECT_EQ(bus->counts("curate", "ex1").rows, 0) << "a prepared batch does not count";
+  other->commit(b1, "archive");
+  EXPECT_EQ(bus->counts("curate", "ex1").rows, 4);
+  EXPECT_EQ(bus->counts("curate", "ex1").deadlettered, 1);
+  auto b2 = batch_of("curate", "b2", {got[1]}, {{"ex1", {3, 0}}});
+  other->prepare(b2);
+  other->commit(b2, "archive");
+  EXPECT_EQ(bus->counts("curate", "ex1").rows, 7);
+  EXPECT_EQ(other->counts("curate", "ex1").rows, 7);
+  EXPECT_EQ(bus->counts("archive", "ex1").rows, 0) << "per consumer";
+}
+
+// Shows that the answer is cached (a figure changed behind the ledger's back is not seen) and that a
+// commit() from another process drops it.
+TEST_F(SqliteBusTest, LedgerCountsCacheFollowsACommitFromAnotherProcess) {
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  // Forked before this process opens any SQLite connection, so the child shares no SQLite state.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(go[1]);
+    char c;
+    int code = 1;
+    if (read(go[0], &c, 1) == 1) {
+      try {
+        auto bus = open();
+        bus->publish("pages", {msg("from the child")});
+        auto got = bus->pull("archive", 10, 60s);
+        auto b = batch_of("curate", "child", got, {{"ex1", {10, 2}}});
+        bus->prepare(b);
+        bus->commit(b, "archive");
+        code = got.size() == 1 ? 0 : 2;
+      } catch (...) {
+        code = 3;
+      }
+    }
+    _exit(code);
+  }
+  close(go[0]);
+  auto bus = open();
+  bus->publish("pages", {msg("a")});
+  auto got = bus->pull("archive", 1, 60s);
+  auto b = batch_of("curate", "parent", got, {{"ex1", {5, 0}}});
+  bus->prepare(b);
+  bus->commit(b, "archive");
+  EXPECT_EQ(bus->counts("curate", "ex1").rows, 5);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "state/bus.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    EXPECT_EQ(sqlite3_exec(db, "UPDATE batch_counts SET rows = 1000", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  EXPECT_EQ(bus->counts("curate", "ex1").rows, 5) << "answered from the cache";
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  close(go[1]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(bus->counts("curate", "ex1").rows, 1010) << "the child's commit dropped the cached figure";
+  EXPECT_EQ(bus->counts("curate", "ex1").deadlettered, 2);
 }
 
 TEST_F(SqliteBusTest, LedgerRefusesBadBatches) {
