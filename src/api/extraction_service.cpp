@@ -51,7 +51,7 @@ void ExtractionService::start() {
       store_.reset_progress(e.id);
     }
     std::lock_guard lock(mu_);
-    queue_.push_back(e.id);
+    queue_.push_back(e);
   }
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { worker(); });
 }
@@ -119,7 +119,7 @@ bool ExtractionService::submit(const Extraction& e) {
   store_.insert(e);
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(e.id);
+    queue_.push_back(e);
   }
   cv_.notify_one();
   return true;
@@ -130,13 +130,16 @@ void ExtractionService::submit_async(Extraction e, SubmitDone done) {
     std::lock_guard lock(mu_);
     if (queue_.size() >= options_.max_queue) return done(false, {});
   }
-  std::string id = options_.workers > 0 ? e.id : std::string();
-  store_.insert_async(std::move(e), [this, id = std::move(id), done = std::move(done)](const std::string& error) {
+  // Accept-only instances (no workers) keep nothing in memory (see submit); others queue the row
+  // itself, so the worker does not read back what was just inserted.
+  std::optional<Extraction> row;
+  if (options_.workers > 0) row = e;
+  store_.insert_async(std::move(e), [this, row = std::move(row), done = std::move(done)](const std::string& error) mutable {
     if (!error.empty()) return done(false, error);
-    if (!id.empty()) {  // accept-only instances (no workers) keep nothing in memory (see submit)
+    if (row) {
       {
         std::lock_guard lock(mu_);
-        queue_.push_back(id);
+        queue_.push_back(std::move(*row));
       }
       cv_.notify_one();
     }
@@ -149,16 +152,17 @@ void ExtractionService::worker() {
   // open between extractions (a new TCP connection per extraction was a large share of the full flow).
   Fetcher fetcher(options_.http, options_.retry);
   for (;;) {
-    std::string id;
+    Extraction e;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
-      id = std::move(queue_.front());
+      e = std::move(queue_.front());
       queue_.pop_front();
     }
+    const std::string& id = e.id;
     try {
-      run_one(id, fetcher);
+      run_one(e, fetcher);
     } catch (const std::exception& ex) {
       // Anything unexpected fails this extraction, never the worker.
       spdlog::error("extraction {} failed: {}", id, ex.what());
@@ -212,19 +216,18 @@ void ExtractionService::publish_grouped(OutMessage m) {
   if (mine.error) std::rethrow_exception(mine.error);
 }
 
-void ExtractionService::run_one(const std::string& id, Fetcher& fetcher) {
-  auto e = store_.get(id);
-  if (!e) return;
+void ExtractionService::run_one(const Extraction& e, Fetcher& fetcher) {
+  const std::string& id = e.id;
   const Source* source = nullptr;
   for (const auto& s : sources_)
-    if (s.name == e->source) source = &s;
-  const Endpoint* endpoint = source ? source->endpoint(e->endpoint) : nullptr;
+    if (s.name == e.source) source = &s;
+  const Endpoint* endpoint = source ? source->endpoint(e.endpoint) : nullptr;
   if (!endpoint) {
-    store_.finish(id, false, "source " + e->source + "." + e->endpoint + " is no longer defined");
+    store_.finish(id, false, "source " + e.source + "." + e.endpoint + " is no longer defined");
     return;
   }
   store_.set_running(id);
-  Params params = validate_params(*endpoint, params_from_json(e->params_json));
+  Params params = validate_params(*endpoint, params_from_json(e.params_json));
   const std::string schema_version = std::to_string(endpoint->schema.version);
   // The validated params travel with each page (compact JSON) for schema fields that take one
   // (docs/schema.md "from_param"). Left out above Pub/Sub's 1024-byte attribute limit: such fields are

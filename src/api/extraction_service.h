@@ -65,7 +65,10 @@ class ExtractionService {
 
  private:
   void worker();
-  void run_one(const std::string& id, Fetcher& fetcher);  // fetcher: the worker's own (keeps its connections)
+  // `e`: the row as queued (its source, endpoint and params never change after the insert, so the
+  // queue's copy is exact and the run needs no store read). fetcher: the worker's own (keeps its
+  // connections).
+  void run_one(const Extraction& e, Fetcher& fetcher);
   // Group publish: pages of concurrent workers go to the bus in one publish() call (one transaction
   // and one fsync on the embedded bus); each caller returns once its own page is published, and
   // throws what publish() threw.
@@ -82,7 +85,7 @@ class ExtractionService {
   PageObserver observer_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::string> queue_;
+  std::deque<Extraction> queue_;  // the rows to run, as stored
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
