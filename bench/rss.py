@@ -18,7 +18,8 @@ each timed from "succeeded" to bcb_sgs_monthly's data_through moving (what the d
 
 Env: APILAKE_RSS_SECONDS (180), APILAKE_RSS_RATE (20), APILAKE_RSS_QPS (5), APILAKE_RSS_WARMUP_S (20),
 APILAKE_RSS_SAMPLES=FILE (write "t_s rss_kb hwm_kb anon_kb file_kb" lines), APILAKE_RSS_FRESH_EVERY_S (2),
-APILAKE_RSS_REST_PROBES (3), APILAKE_RSS_CURVE_S (30: the printed curve's step), APILAKE_BINARY; the environment is passed
+APILAKE_RSS_REST_PROBES (3), APILAKE_RSS_CURVE_S (30: the printed curve's step), APILAKE_BINARY,
+APILAKE_RSS_QUERIES=count (every query a count(*) over one of the two views, for bisection); the environment is passed
 to apilake (e.g. MALLOC_ARENA_MAX=2 for an allocator experiment).
 Prints a summary and `ROW` lines for scripts/bench.sh; exit 1 when the load or the process failed.
 """
@@ -167,6 +168,8 @@ class Load:
                 "SELECT city, count(*) FROM openbrewerydb_breweries GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
                 "SELECT date_trunc('minute', _ingested_at) m, count(*) FROM bcb_sgs_series GROUP BY 1 ORDER BY 1",
                 None]  # a point lookup of a recent extraction
+        if os.environ.get("APILAKE_RSS_QUERIES") == "count":  # bisection: the same views, no per-row working set
+            sqls = ["SELECT count(*) FROM bcb_sgs_series", "SELECT count(*) FROM openbrewerydb_breweries"]
 
         def step():
             sql = sqls[self.queries % len(sqls)]
