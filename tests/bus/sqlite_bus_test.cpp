@@ -336,6 +336,18 @@ PreparedBatch batch_of(const std::string& consumer, const std::string& id, const
   return b;
 }
 
+// Publishes one message, pulls it on "archive" and commits it as a "curate" batch with `counts`;
+// returns how many messages the pull gave (1 when nothing else was waiting).
+std::size_t commit_one(SqliteBus& bus, const std::string& text, const std::string& batch_id,
+                       std::map<std::string, ExtractionCounts> counts) {
+  bus.publish("pages", {msg(text)});
+  auto got = bus.pull("archive", 10, 60s);
+  auto b = batch_of("curate", batch_id, got, std::move(counts));
+  bus.prepare(b);
+  bus.commit(b, "archive");
+  return got.size();
+}
+
 TEST_F(SqliteBusTest, LedgerCommitAcksTheBatchAndAddsCounts) {
   auto bus = open();
   bus->publish("pages", {msg("a"), msg("b"), msg("c")});
@@ -421,12 +433,7 @@ TEST_F(SqliteBusTest, LedgerCountsCacheFollowsACommitFromAnotherProcess) {
     if (read(go[0], &c, 1) == 1) {
       try {
         auto bus = open();
-        bus->publish("pages", {msg("from the child")});
-        auto got = bus->pull("archive", 10, 60s);
-        auto b = batch_of("curate", "child", got, {{"ex1", {10, 2}}});
-        bus->prepare(b);
-        bus->commit(b, "archive");
-        code = got.size() == 1 ? 0 : 2;
+        code = commit_one(*bus, "from the child", "child", {{"ex1", {10, 2}}}) == 1 ? 0 : 2;
       } catch (...) {
         code = 3;
       }
@@ -435,11 +442,7 @@ TEST_F(SqliteBusTest, LedgerCountsCacheFollowsACommitFromAnotherProcess) {
   }
   close(go[0]);
   auto bus = open();
-  bus->publish("pages", {msg("a")});
-  auto got = bus->pull("archive", 1, 60s);
-  auto b = batch_of("curate", "parent", got, {{"ex1", {5, 0}}});
-  bus->prepare(b);
-  bus->commit(b, "archive");
+  ASSERT_EQ(commit_one(*bus, "a", "parent", {{"ex1", {5, 0}}}), 1u);
   EXPECT_EQ(bus->counts("curate", "ex1").rows, 5);
   {
     sqlite3* db = nullptr;
