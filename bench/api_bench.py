@@ -13,7 +13,9 @@ Scenarios (wrk -t2, as shared/notes/performance.md measured the anchor):
   accept   POST /v1/extractions, validated, recorded durably, 202 (-c 64). apilake: `apilake serve` with
            fetch_workers=0 (accept only: the extractions wait in the store for a process with workers).
   get      GET /v1/extractions/{id} over 256 existing ids (-c 64).
-  get1     the same with one busy thread on each side: wrk -t1 and apilake with one io thread (the anchor
+  floor    GET /healthz on both (a constant JSON body, c=64): the no-op request, what HTTP + TCP cost each
+           stack before any work — the least CPU per request either can reach (FLOOR lines, no target).
+  get1     the same GET with one busy thread on each side: wrk -t1 and apilake with one io thread (the anchor
            as in get: 2 workers, wrk -t2). Why: on 2 cores, wrk -t2 plus apilake's 2 io threads are 4 busy threads
            once apilake outruns the client; a descheduled thread's connections then wait a whole
            scheduler slice (~4 ms) and wrk counts that as latency (docs/performance.md, "GET p99: the
@@ -34,7 +36,8 @@ Scenarios (wrk -t2, as shared/notes/performance.md measured the anchor):
 Per scenario: the median run (by req/s) of --runs, after a warm-up. CPU per request = utime+stime
 delta of the server process tree (/proc/<pid>/stat) / requests served; wrk and the replay excluded.
 Output: a table, and one machine-readable line per row:
-  ROW\t<scenario>\t<ours>\t<anchor>\t<unit>\t<ratio>\t<ours p50 ms>\t<ours p99 ms>\t<anchor p50 ms>\t<anchor p99 ms>\t<ours cpu us/req>\t<anchor cpu us/req>
+  ROW\t<scenario>\t<ours>\t<anchor>\t<unit>\t<ratio>\t<ours p50 ms>\t<ours p99 ms>\t<anchor p50 ms>\t<anchor p99 ms>\t<ours cpu us/req>\t<anchor cpu us/req>\t<ours kernel us/req>\t<anchor kernel us/req>
+  (FLOOR lines: the same fields for the floor scenario.) Kernel = stime, the system share of the CPU.
 Exit status 0 when every scenario ran (targets are reported, not asserted: speed lives in bench/).
 """
 
@@ -142,16 +145,22 @@ def tree_pids(root):
     return out
 
 
-def cpu_seconds(root):
-    total = 0
+def cpu_split(root):
+    """(user, system) CPU seconds of root's process tree: system is the kernel's share (TCP, epoll, I/O)."""
+    user = system = 0
     for p in tree_pids(root):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+            user += int(fields[11])  # utime, stime: fields 14, 15 of stat
+            system += int(fields[12])
         except OSError:
             pass
-    return total / TICK
+    return user / TICK, system / TICK
+
+
+def cpu_seconds(root):
+    return sum(cpu_split(root))
 
 
 def to_ms(text):
@@ -161,7 +170,7 @@ def to_ms(text):
 
 
 def run_wrk(url, script, conns, duration, env=None, threads=2):
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", script, url]
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency"] + (["-s", script] if script else []) + [url]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True).stdout
     res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
@@ -178,9 +187,11 @@ def run_wrk(url, script, conns, duration, env=None, threads=2):
 
 
 def measured_wrk(pid, url, script, conns, duration, env=None, threads=2):
-    c0 = cpu_seconds(pid)
+    u0, s0 = cpu_split(pid)
     r = run_wrk(url, script, conns, duration, env, threads)
-    r["cpu_us"] = (cpu_seconds(pid) - c0) / max(r["requests"], 1) * 1e6
+    u1, s1 = cpu_split(pid)
+    r["cpu_us"] = (u1 - u0 + s1 - s0) / max(r["requests"], 1) * 1e6
+    r["sys_us"] = (s1 - s0) / max(r["requests"], 1) * 1e6
     return r
 
 
@@ -233,7 +244,7 @@ def main():
     ap.add_argument("--full-posts", type=int, default=3000, help="extractions in apilake's full-flow batch")
     ap.add_argument("--http-threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--fetch-workers", type=int, default=32)
-    ap.add_argument("--scenarios", default="accept,get,get1,full")
+    ap.add_argument("--scenarios", default="floor,accept,get,get1,full")
     ap.add_argument("--before", help="another apilake binary, measured in the same run for a before/after")
     ap.add_argument("--bus", default="sqlite", help="full flow bus(es): sqlite, pubsub or sqlite,pubsub")
     args = ap.parse_args()
@@ -250,6 +261,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="apilake-api-bench-")
     procs = Procs()
     rows = []
+    floor = []
     pubsub = None
     try:
         # The upstream: `apilake replay` serving one recorded ~21 KB page (a real GitHub-shaped page).
@@ -299,7 +311,7 @@ def main():
             runs = [measured_wrk(pid, url, script, conns, args.duration, env, threads) for _ in range(args.runs)]
             return median_run(runs)
 
-        if "accept" in scenarios or "get" in scenarios or "get1" in scenarios:
+        if any(x in scenarios for x in ("accept", "get", "get1", "floor")):
             ours, oport, _ = start_ours("accept", 0)
             anchor, aport = start_anchor("accept", "accept")
             servers = [("ours", ours, oport)]
@@ -327,6 +339,12 @@ def main():
                 if args.before:
                     rows.append((label + " [before]", got["before"], got["anchor"], "req/s"))
 
+            if "floor" in scenarios:
+                # The no-op request (GET /healthz, a constant JSON body) on both stacks: what HTTP + TCP
+                # cost each side before any work, i.e. the least CPU per request either can reach.
+                got = {name: bench_wrk(p.pid, port, "/healthz", None, 64)
+                       for name, p, port in servers[:1] + [("anchor", anchor, aport)]}
+                floor.append(("no-op GET /healthz (c=64)", got["ours"], got["anchor"], "req/s"))
             if "get" in scenarios:
                 get_rows("GET /v1/extractions/{id} (c=64)", servers, 2)
             if "get1" in scenarios:
@@ -355,7 +373,7 @@ def main():
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print_table(rows)
+    print_table(rows, floor)
     if pubsub:
         print_pubsub(pubsub)
     return 0
@@ -507,14 +525,15 @@ def full_ours(args, start_ours, procs, wrk_dir, binary=None, cpu_pids=()):
     runs = []
     for _ in range(args.runs):
         (before,) = con.execute("SELECT coalesce(max(created_us), 0) FROM extractions").fetchone()
-        c0 = cpu_seconds(ours.pid)
+        u0, s0 = cpu_split(ours.pid)
         o0, t0 = sum(cpu_seconds(p) for p in cpu_pids), time.monotonic()
         per_thread = max(args.full_posts // 2, 1)
         w = run_wrk(f"http://127.0.0.1:{oport}/v1/extractions", os.path.join(wrk_dir, "post_n.lua"), 16, 60,
                     {"POST_LIMIT": str(per_thread)})
         while pending(con):
             time.sleep(0.02)
-        cpu = cpu_seconds(ours.pid) - c0
+        u1, s1 = cpu_split(ours.pid)
+        cpu = u1 - u0 + s1 - s0
         other, wall = sum(cpu_seconds(p) for p in cpu_pids) - o0, time.monotonic() - t0
         n, ok, first, last = con.execute(
             "SELECT count(*), sum(status = 'succeeded'), min(created_us), max(finished_us) FROM extractions"
@@ -523,33 +542,37 @@ def full_ours(args, start_ours, procs, wrk_dir, binary=None, cpu_pids=()):
             raise RuntimeError(f"full flow: {n - ok} of {n} extractions failed (see the serve log)")
         rps = n / ((last - first) / 1e6)
         runs.append({"rps": rps, "requests": n, "p50": w["p50"], "p99": w["p99"], "errors": w["errors"],
-                     "cpu_us": cpu / n * 1e6, "other_cpu_us": other / n * 1e6, "other_cpu_cores": other / wall})
+                     "cpu_us": cpu / n * 1e6, "sys_us": (s1 - s0) / n * 1e6, "other_cpu_us": other / n * 1e6, "other_cpu_cores": other / wall})
     con.close()
     procs.stop(ours)
     return median_run(runs)
 
 
-def print_table(rows):
-    head = ("scenario", "ours", "anchor", "ratio", "ours p50/p99 ms", "anchor p50/p99 ms", "CPU/req ours",
-            "CPU/req anchor", "CPU ratio")
+def print_table(rows, floor=()):
+    head = ("scenario", "ours", "anchor", "ratio", "ours p50/p99 ms", "anchor p50/p99 ms", "CPU/req ours (kernel)",
+            "CPU/req anchor (kernel)", "CPU ratio")
     lines = []
-    for name, o, a, unit in rows:
+    for name, o, a, unit in list(rows) + list(floor):
         lines.append((name, f"{o['rps']:,.0f} {unit}", f"{a['rps']:,.0f} {unit}", f"{o['rps'] / a['rps']:.1f}x",
                       f"{o['p50']:.2f} / {o['p99']:.2f}", f"{a['p50']:.2f} / {a['p99']:.2f}",
-                      f"{o['cpu_us']:.1f} us", f"{a['cpu_us']:.1f} us", f"1/{a['cpu_us'] / o['cpu_us']:.1f}"))
+                      f"{o['cpu_us']:.1f} us ({o.get('sys_us', 0):.1f})", f"{a['cpu_us']:.1f} us ({a.get('sys_us', 0):.1f})",
+                      f"1/{a['cpu_us'] / o['cpu_us']:.1f}"))
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for line in lines:
         print("| " + " | ".join(line) + " |")
-    for name, o, a, unit in rows:
+    for name, o, a, unit in list(rows) + list(floor):
         if o["errors"] or a["errors"]:
             print(f"note: {name}: non-2xx/socket errors ours {o['errors']}, anchor {a['errors']}")
-    for name, o, a, unit in rows:
-        if name.endswith("[before]"):
-            continue
-        print("ROW\t" + "\t".join([name, f"{o['rps']:.1f}", f"{a['rps']:.1f}", unit, f"{o['rps'] / a['rps']:.2f}",
-                                   f"{o['p50']:.3f}", f"{o['p99']:.3f}", f"{a['p50']:.3f}", f"{a['p99']:.3f}",
-                                   f"{o['cpu_us']:.2f}", f"{a['cpu_us']:.2f}"]))
+    # ROW: a scenario with a target. FLOOR: the no-op request, for reading the others (no target).
+    for tag, group in (("ROW", rows), ("FLOOR", floor)):
+        for name, o, a, unit in group:
+            if name.endswith("[before]"):
+                continue
+            print(tag + "\t" + "\t".join([name, f"{o['rps']:.1f}", f"{a['rps']:.1f}", unit, f"{o['rps'] / a['rps']:.2f}",
+                                            f"{o['p50']:.3f}", f"{o['p99']:.3f}", f"{a['p50']:.3f}", f"{a['p99']:.3f}",
+                                            f"{o['cpu_us']:.2f}", f"{a['cpu_us']:.2f}", f"{o.get('sys_us', 0):.2f}",
+                                            f"{a.get('sys_us', 0):.2f}"]))
     sys.stdout.flush()
 
 

@@ -139,25 +139,35 @@ if "curate" in parts:
         else:
             blank([figs[2]], "case missing")
 
-# API (bench/api_bench.py): ROW name ours anchor unit ratio p50 p99 ap50 ap99 cpu_us acpu_us.
+# API (bench/api_bench.py): ROW name ours anchor unit ratio p50 p99 ap50 ap99 cpu_us acpu_us [sys_us asys_us];
+# FLOOR: the same for the no-op request (no target: it shows the least CPU per request either stack has).
 if "api" in parts:
     st = status("api_bench")
-    got = []
+    got, floor = [], []
     if st == "ok":
         for line in open(os.path.join(out, "api_bench.out")):
             f = line.rstrip("\n").split("\t")
-            if f[0] == "ROW" and len(f) >= 12:
-                got.append(f[1:])
+            if f[0] in ("ROW", "FLOOR") and len(f) >= 12:
+                (got if f[0] == "ROW" else floor).append(f[1:] + [""] * (13 - len(f[1:])))
     if not got:
         blank(["API accept, GET, full flow (vs FastAPI)"], st if st != "ok" else "no rows")
-    for name, ours, anchor, unit, ratio, p50, p99, ap50, ap99, cpu, acpu in (g[:11] for g in got):
+
+    def cpu_text(cpu, sys_us):
+        return f"{float(cpu):.1f} µs" + (f" ({float(sys_us):.1f} kernel)" if sys_us else "")
+
+    for name, ours, anchor, unit, ratio, p50, p99, ap50, ap99, cpu, acpu, sys_us, asys_us in (g[:13] for g in floor):
+        rows.append((f"{name}: the HTTP + TCP floor", fmt(float(ours), unit), fmt(float(anchor), unit),
+                     f"{float(ratio):.1f}x", "", ""))
+        rows.append(("  CPU per no-op request", cpu_text(cpu, sys_us), cpu_text(acpu, asys_us),
+                     f"1/{float(acpu) / float(cpu):.1f}", "", ""))
+    for name, ours, anchor, unit, ratio, p50, p99, ap50, ap99, cpu, acpu, sys_us, asys_us in (g[:13] for g in got):
         full = name.startswith("full")
         goal = 20.0 if full else 10.0
         r = float(ratio)
         rows.append((name, fmt(float(ours), unit), fmt(float(anchor), unit), f"{r:.1f}x", f"≥ {goal:.0f}x",
                      check(r, ">=", goal)))
         c = float(cpu) / float(acpu) if float(acpu) > 0 else None
-        rows.append((f"  CPU per request", f"{float(cpu):.1f} µs", f"{float(acpu):.1f} µs",
+        rows.append((f"  CPU per request", cpu_text(cpu, sys_us), cpu_text(acpu, asys_us),
                      f"1/{1 / c:.1f}" if c else "", "" if full else "≤ 1/20", "" if full else check(c, "<=", 0.05)))
         rows.append((f"  p50 / p99 latency", f"{float(p50):.2f} / {float(p99):.2f} ms",
                      f"{float(ap50):.2f} / {float(ap99):.2f} ms", "", "" if full else "p99 < 5 ms",
