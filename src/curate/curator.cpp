@@ -197,26 +197,37 @@ namespace {
 // kept as a string (replay re-splits it); ingested_at_us lets a replay keep the original _ingested_at.
 std::string deadletter_line(std::string_view record, const std::string& reason, const std::string& field,
                             const std::string& detail, const Message& m, const char* level) {
-  boost::json::object o;  // "record" is spliced in as text (curate/deadletter_json.h)
-  o["level"] = level;
-  o["ingested_at_us"] = m.publish_time_us;
-  o["reason"] = reason;
-  o["field"] = field;
-  o["detail"] = detail;
-  o["message_id"] = m.id;
-  o["extraction_id"] = attribute(m, "extraction_id");
+  // The line line_with_record(record, object) would give for these members in this order, written
+  // straight out (each string through Boost.JSON's own serializer, so the escaping is the same): a
+  // boost::json::object built and serialised per dead letter was ~15k instructions.
+  std::string line;
+  line.reserve(record.size() + detail.size() + 256);
+  auto member = [&line](const char* key, std::string_view value) {
+    line += key;
+    line += boost::json::serialize(boost::json::string_view(value.data(), value.size()));
+  };
+  line += "{\"record\":";  // "record" is spliced in as text (curate/deadletter_json.h)
+  line += record;
+  member(",\"level\":", level);
+  line += ",\"ingested_at_us\":";
+  line += std::to_string(m.publish_time_us);
+  member(",\"reason\":", reason);
+  member(",\"field\":", field);
+  member(",\"detail\":", detail);
+  member(",\"message_id\":", m.id);
+  member(",\"extraction_id\":", attribute(m, "extraction_id"));
   const std::string page = attribute(m, "page");
   if (all_digits(page) && page.size() < 19) {
-    o["page"] = std::stoll(page);
+    line += ",\"page\":";
+    line += std::to_string(std::stoll(page));
   } else {
-    o["page"] = page;
+    member(",\"page\":", page);
   }
-  o["source"] = attribute(m, "source");
-  o["endpoint"] = attribute(m, "endpoint");
+  member(",\"source\":", attribute(m, "source"));
+  member(",\"endpoint\":", attribute(m, "endpoint"));
   // The extraction's params (compact JSON), so a replay can fill from_param fields (docs/schema.md).
-  if (const std::string params = attribute(m, "params"); !params.empty()) o["params"] = params;
-  std::string line = line_with_record(record, o);
-  line += '\n';
+  if (const std::string params = attribute(m, "params"); !params.empty()) member(",\"params\":", params);
+  line += "}\n";
   return line;
 }
 
@@ -382,7 +393,8 @@ PreparedBatch Curator::stage(const std::vector<Message>& batch) {
                                              m, "value");
       } else {
         const Reason reason = outcome.reason.value_or(Reason{"parse_error", "", "the schema gave no reason"});
-        deadletters() += deadletter_line(record_json(rec.raw_text()), reason.code, reason.field, reason.detail, m, "record");
+        // The page was checked whole before its first record: the record is valid JSON.
+        deadletters() += deadletter_line(valid_record_json(rec.raw_text()), reason.code, reason.field, reason.detail, m, "record");
         ++counts.deadlettered;
       }
     };

@@ -19,6 +19,15 @@ std::string record_json(std::string_view text) {
   return out;
 }
 
+std::string valid_record_json(std::string_view text) {
+  std::string out(text.size(), '\0');
+  std::size_t len = 0;
+  // (simdjson's minify only drops whitespace outside strings; it checks nothing, hence the contract.)
+  if (simdjson::minify(text.data(), text.size(), out.data(), len) != simdjson::SUCCESS) return record_json(text);
+  out.resize(len);
+  return out;
+}
+
 std::string line_with_record(std::string_view record_json, const boost::json::object& rest) {
   std::string tail = boost::json::serialize(rest);  // "{...}"
   std::string line;

@@ -13,6 +13,10 @@ namespace apilake {
 
 // `text` minified when it is one JSON value, else `text` as a JSON string (nothing is dropped).
 std::string record_json(std::string_view text);
+// record_json(text) for `text` already known to be one JSON value (a record of a page that
+// visit_records accepted: PageRecord::raw_text()): the same text, without the validity parse (a
+// Boost.JSON DOM per dead letter, ~30k instructions, 4 % of the curate stage at 5 % invalid records).
+std::string valid_record_json(std::string_view text);
 
 // The line {"record":<record_json>,<the members of rest>}: `record_json` must be JSON text (from
 // record_json() or raw_record()); `rest` must not hold "record".

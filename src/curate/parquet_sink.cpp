@@ -79,20 +79,35 @@ void fill_data(duckdb_vector vec, const ColumnBatch::Data& d, const Rows& rows, 
   duckdb_vector_ensure_validity_writable(vec);
   uint64_t* validity = duckdb_vector_get_validity(vec);
   void* data = duckdb_vector_get_data(vec);
+  // The mask's bits written here (bit r of word r / 64 set = row r valid: duckdb.h's layout, what
+  // duckdb_validity_set_row_valid does), not through a library call per cell.
   for (std::size_t i = 0; i < n; ++i) {
-    if (d.valid[rows.at(i)]) duckdb_validity_set_row_valid(validity, offset + i);
-    else duckdb_validity_set_row_invalid(validity, offset + i);
+    const std::size_t row = offset + i;
+    const uint64_t bit = uint64_t(1) << (row % 64);
+    uint64_t& word = validity[row / 64];
+    word = d.valid[rows.at(i)] ? (word | bit) : (word & ~bit);
   }
   switch (d.type) {
     case FieldType::String:
-    case FieldType::Enum:
+    case FieldType::Enum: {
+      auto* cells = static_cast<duckdb_string_t*>(data);
       for (std::size_t i = 0; i < n; ++i) {
         const std::size_t r = rows.at(i);
         if (!d.valid[r]) continue;
         const std::string_view s = d.str(r);
-        duckdb_vector_assign_string_element_len(vec, offset + i, s.data(), s.size());
+        if (s.size() <= sizeof(cells->value.inlined.inlined)) {
+          // A short string lives in the cell itself (duckdb.h's duckdb_string_t): written here, zero
+          // padded as DuckDB's own string_t is (its compares read the whole cell), no library call.
+          duckdb_string_t& cell = cells[offset + i];
+          std::memset(&cell, 0, sizeof cell);
+          cell.value.inlined.length = static_cast<uint32_t>(s.size());
+          std::memcpy(cell.value.inlined.inlined, s.data(), s.size());
+        } else {
+          duckdb_vector_assign_string_element_len(vec, offset + i, s.data(), s.size());
+        }
       }
       break;
+    }
     // DuckDB's BIGINT, DOUBLE, BOOLEAN, TIMESTAMPTZ (int64 µs) and DATE (int32 days) have the batch's layout.
     case FieldType::Int64: copy_fixed<int64_t>(data, offset, d.i64, rows, n); break;
     case FieldType::Timestamp: copy_fixed<duckdb_timestamp>(data, offset, d.i64, rows, n); break;

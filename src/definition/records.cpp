@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -35,10 +37,143 @@ std::string json_key(std::string_view k) { return boost::json::serialize(boost::
 // emit == nullptr: count only.
 using Emit = std::function<void(std::string&&)>;
 
-// One parser per thread: fetch workers and the curator each reuse their buffers.
-simdjson::dom::parser& dom_parser() {
-  thread_local simdjson::dom::parser parser;
-  return parser;
+// A DOM parse that also takes integers beyond 64 bits. simdjson 3.0.1's DOM refuses them
+// (NUMBER_ERROR, "Problem while parsing a number"), yet they are valid JSON and the validator takes
+// them for double and decimal fields (docs/schema.md). A page refused with NUMBER_ERROR is parsed
+// again with each such integer replaced by a placeholder: a tiny negative double (-(2^52 + k) *
+// 2^-1000, k-th integer of the page) that no other number of the page holds (checked; another range
+// is tried if one does). render() and ValueHash put each integer's own text back where its
+// placeholder shows. A number is a number either way (kind names and structure are unchanged); a page
+// without such integers never gets past the first parse, so the hot path pays nothing.
+class DomParse {
+ public:
+  // root: the document's root, valid until the next parse with this object.
+  simdjson::error_code parse(std::string_view body, simdjson::dom::element& root) {
+    big_.clear();
+    const simdjson::error_code first = parser_.parse(body.data(), body.size(), true).get(root);
+    if (first != simdjson::NUMBER_ERROR) return first;
+    std::vector<std::pair<std::size_t, std::size_t>> spans;  // [begin, end) of each big integer
+    for_each_number(body, [&](std::size_t b, std::size_t e) {
+      if (is_big_integer(body.substr(b, e - b))) spans.emplace_back(b, e);
+    });
+    if (spans.empty()) return first;
+    for (uint64_t salt = 0; salt < 4; ++salt) {
+      base_ = (uint64_t(1) << 52) + salt * (spans.size() + 1) * 1024;
+      if (!holds_placeholder(body, spans.size())) break;
+      if (salt == 3) return first;  // (never seen: four ranges all held by the page)
+    }
+    std::string rewritten;
+    rewritten.reserve(body.size() + spans.size() * 8);
+    std::size_t at = 0;
+    for (std::size_t k = 0; k < spans.size(); ++k) {
+      rewritten.append(body.substr(at, spans[k].first - at));
+      rewritten += fmt::format("{}", placeholder(k));
+      big_.emplace_back(body.substr(spans[k].first, spans[k].second - spans[k].first));
+      at = spans[k].second;
+    }
+    rewritten.append(body.substr(at));
+    if (parser_.parse(rewritten.data(), rewritten.size(), true).get(root) != simdjson::SUCCESS) {
+      big_.clear();
+      return first;  // wrong in another way too: the original error, as before
+    }
+    return simdjson::SUCCESS;
+  }
+
+  // simdjson::minify(e), with each big integer as the page wrote it.
+  std::string render(simdjson::dom::element e) const {
+    std::string text = simdjson::minify(e);
+    if (big_.empty()) return text;
+    std::string out;
+    std::size_t at = 0;
+    for_each_number(text, [&](std::size_t b, std::size_t end) {
+      if (const std::string* big = integer_of(text.substr(b, end - b))) {
+        out.append(text, at, b - at);
+        out += *big;
+        at = end;
+      }
+    });
+    if (at == 0) return text;
+    out.append(text, at);
+    return out;
+  }
+
+  // The big integer's text if `d` is one's placeholder, else nullptr.
+  const std::string* integer_of(double d) const {
+    if (big_.empty()) return nullptr;
+    uint64_t bits;
+    std::memcpy(&bits, &d, sizeof bits);
+    uint64_t low;
+    const double p0 = placeholder(0);
+    std::memcpy(&low, &p0, sizeof low);
+    if (bits < low || bits - low >= big_.size()) return nullptr;
+    return &big_[bits - low];
+  }
+
+  // Beyond int64 if negative, beyond uint64 if not (what the DOM refuses): JSON's integer grammar.
+  static bool is_big_integer(std::string_view t) {
+    const bool negative = !t.empty() && t[0] == '-';
+    if (negative) t.remove_prefix(1);
+    if (t.empty() || (t[0] == '0' && t.size() > 1) || t.find_first_not_of("0123456789") != std::string_view::npos)
+      return false;
+    if (negative) return t.size() > 19 || (t.size() == 19 && t > "9223372036854775808");
+    return t.size() > 20 || (t.size() == 20 && t > "18446744073709551615");
+  }
+
+ private:
+  double placeholder(std::size_t k) const { return std::ldexp(-static_cast<double>(base_ + k), -1000); }
+
+  const std::string* integer_of(std::string_view number) const {
+    if (number.find_first_of(".eE") == std::string_view::npos) return nullptr;
+    double d = 0;
+    const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), d);
+    if (ec != std::errc() || end != number.data() + number.size()) return nullptr;
+    return integer_of(d);
+  }
+
+  // Whether a number of the page (not a big integer) has the value of one of n placeholders.
+  bool holds_placeholder(std::string_view body, std::size_t n) {
+    big_.assign(n, std::string());  // integer_of's range
+    bool held = false;
+    for_each_number(body, [&](std::size_t b, std::size_t e) {
+      held = held || integer_of(body.substr(b, e - b)) != nullptr;
+    });
+    big_.clear();
+    return held;
+  }
+
+  // Calls f(begin, end) for each run of number characters outside strings that starts like a number.
+  template <class F>
+  static void for_each_number(std::string_view s, F&& f) {
+    auto number_char = [](char c) {
+      return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+    };
+    for (std::size_t i = 0; i < s.size();) {
+      const char c = s[i];
+      if (c == '"') {
+        for (++i; i < s.size() && s[i] != '"'; ++i)
+          if (s[i] == '\\') ++i;
+        ++i;
+      } else if (c == '-' || (c >= '0' && c <= '9')) {
+        const std::size_t b = i;
+        while (i < s.size() && number_char(s[i])) ++i;
+        f(b, i);
+      } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+        while (i < s.size() && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || number_char(s[i]))) ++i;
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  simdjson::dom::parser parser_;
+  uint64_t base_ = uint64_t(1) << 52;
+  std::vector<std::string> big_;  // k-th big integer's text
+};
+
+// One per thread: fetch workers and the curator each reuse their buffers.
+DomParse& dom_parse() {
+  thread_local DomParse parse;
+  return parse;
 }
 
 // A hash of a DOM value by what it holds, as minify(e) would print it (the fingerprint compared
@@ -48,6 +183,8 @@ simdjson::dom::parser& dom_parser() {
 // Each step mixes a tag with the content, so [1],[2] and [[1,2]] or {"a":"b"} and ["a","b"] differ.
 class ValueHash {
  public:
+  // `dom`: the parse `e` comes from (its big integers hash by their text).
+  explicit ValueHash(const DomParse& dom) : dom_(dom) {}
   std::size_t of(simdjson::dom::element e) {
     value(e);
     return static_cast<std::size_t>(h_);
@@ -86,6 +223,10 @@ class ValueHash {
       case T::UINT64: mix('u'); mix(uint64_t(e)); return;
       case T::DOUBLE: {
         const double d = double(e);
+        if (const std::string* big = dom_.integer_of(d)) {
+          str('b', *big);
+          return;
+        }
         uint64_t bits;
         std::memcpy(&bits, &d, sizeof bits);
         mix('d');
@@ -96,15 +237,16 @@ class ValueHash {
       case T::NULL_VALUE: mix('n'); return;
     }
   }
+  const DomParse& dom_;
   uint64_t h_ = 0;
 };
 
 // target_out: the records_pointer's target, valid until this thread's parser parses again.
 std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* emit, std::size_t* fingerprint,
                  simdjson::dom::element* target_out = nullptr) {
-  simdjson::dom::parser& parser = dom_parser();
+  DomParse& dom = dom_parse();
   simdjson::dom::element root;
-  if (parser.parse(body.data(), body.size(), true).get(root)) throw RecordError(describe_json_error(body));
+  if (dom.parse(body, root)) throw RecordError(describe_json_error(body));
 
   simdjson::dom::element target = root;
   const std::string& ptr = endpoint.records_pointer;
@@ -114,7 +256,7 @@ std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* em
                                     simdjson::error_message(err)));
   }
 
-  if (fingerprint) *fingerprint = ValueHash().of(target);
+  if (fingerprint) *fingerprint = ValueHash(dom).of(target);
   if (target_out) *target_out = target;
 
   // Page-level values copied into every record, rendered once.
@@ -124,10 +266,10 @@ std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* em
     if (auto err = root.at_pointer(cptr).get(v))
       throw RecordError(fmt::format("record_context '{}': pointer '{}' does not reach a value: {}", name, cptr,
                                     simdjson::error_message(err)));
-    context += "," + json_key(name) + ":" + simdjson::minify(v);
+    context += "," + json_key(name) + ":" + dom.render(v);
   }
   auto with_context = [&](simdjson::dom::element rec, std::size_t index) {
-    std::string text = simdjson::minify(rec);
+    std::string text = dom.render(rec);
     if (endpoint.record_context.empty()) return text;
     simdjson::dom::object obj;
     if (rec.get_object().get(obj))
@@ -175,7 +317,7 @@ std::size_t walk(std::string_view body, const Endpoint& endpoint, const Emit* em
       std::string text = "{";
       for (std::size_t c = 0; c < columns.size(); ++c) {
         if (c) text += ',';
-        text += json_key(columns[c].first) + ":" + simdjson::minify(*its[c]);
+        text += json_key(columns[c].first) + ":" + dom.render(*its[c]);
         ++its[c];
       }
       if (!context.empty()) text += columns.empty() ? context.substr(1) : context;
@@ -219,9 +361,9 @@ std::string describe_json_error(std::string_view body) {
   if (!ec) p.finish(ec);
   if (!ec) {
     // Boost accepted what simdjson refused (e.g. nesting depth); name simdjson's reason.
-    thread_local simdjson::dom::parser parser;
+    thread_local DomParse parser;
     simdjson::dom::element root;
-    auto err = parser.parse(body.data(), body.size(), true).get(root);
+    auto err = parser.parse(body, root);
     if (!err) return "";
     return fmt::format("not JSON: {}", simdjson::error_message(err));
   }
@@ -250,9 +392,9 @@ namespace od = simdjson::ondemand;
 
 // A DOM parser of its own for PageRecord::text(), which runs inside visit_records' callback while
 // walk()'s parser may still hold the page (the DOM-checked path).
-simdjson::dom::parser& text_parser() {
-  thread_local simdjson::dom::parser parser;
-  return parser;
+DomParse& text_parse() {
+  thread_local DomParse parse;
+  return parse;
 }
 
 // records_pointer split for the on-demand reader. `usable` is false for a pointer whose DOM meaning
@@ -478,8 +620,8 @@ class TokenCheck {
     }
   }
 
-  // JSON's number grammar, and simdjson's range: an integer must fit 64 bits (signed if negative,
-  // unsigned if not); a float is refused only when it rounds to infinity (underflow reads as 0).
+  // JSON's number grammar, and simdjson's range for floats: refused only when it rounds to infinity
+  // (underflow reads as 0). Integers of any size are accepted (DomParse).
   static bool number(const char* p, const char* e) {
     auto digit = [](char c) { return c >= '0' && c <= '9'; };
     const bool negative = p < e && *p == '-';
@@ -512,11 +654,9 @@ class TokenCheck {
       is_float = true;
     }
     if (p != e) return false;
-    const auto digits = static_cast<std::size_t>(int_end - int_begin);
-    if (!is_float) {
-      if (negative) return digits < 19 || (digits == 19 && std::memcmp(int_begin, "9223372036854775808", 19) <= 0);
-      return digits < 20 || (digits == 20 && std::memcmp(int_begin, "18446744073709551615", 20) <= 0);
-    }
+    // An integer of any size: beyond 64 bits too (the DOM takes those through DomParse; the
+    // validator decides per field: a double or decimal holds it, an int64 refuses that record).
+    if (!is_float) return true;
     // The decimal magnitude m of the leading non-zero digit: the value is in [10^m, 10^(m+1)).
     int64_t m = 0;
     const char* lead = int_begin;
@@ -706,16 +846,17 @@ simdjson::simdjson_result<od::document> iterate_padded(std::string_view text, od
 
 std::string PageRecord::text() const {
   if (synthesised_) return *synthesised_;
-  if (raw_.data() == nullptr) return simdjson::minify(dom_);
+  if (raw_.data() == nullptr) return dom_parse().render(dom_);
   // The record's own bytes, re-rendered as the DOM renders the page's element (the same parser on
   // the same bytes gives the same values). The page was checked, so this parse succeeds; if it ever
   // did not, the record's bytes as sent are still the record.
   simdjson::dom::element e;
-  if (text_parser().parse(raw_.data(), raw_.size()).get(e)) {
+  DomParse& parse = text_parse();
+  if (parse.parse(raw_, e)) {
     const std::size_t last = raw_.find_last_not_of(" \t\r\n");
     return std::string(raw_.substr(0, last == std::string_view::npos ? 0 : last + 1));
   }
-  return simdjson::minify(e);
+  return parse.render(e);
 }
 
 std::string PageRecord::raw_text() const {
@@ -852,7 +993,7 @@ std::size_t visit_records(simdjson::padded_string_view body, const Endpoint& end
     const simdjson::dom::element element = is_array ? *dom_it : target;
     if (is_array) ++dom_it;
     record.index = ++done;
-    hand_out_alone(simdjson::minify(element), nullptr, {}, element);
+    hand_out_alone(dom_parse().render(element), nullptr, {}, element);
   }
   return count;
 }

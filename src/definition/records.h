@@ -7,6 +7,8 @@
 //   record_context: {name: /ptr} -> each record (an object) gains `name` = the page's value at /ptr.
 // Anything else (not JSON, truncated, pointer reaching nothing or a scalar, unequal arrays, missing
 // context) throws RecordError with a precise message; nothing here ever crashes on input.
+// Integers beyond 64 bits are valid JSON and taken as written (records' text keeps their digits),
+// though simdjson's DOM alone refuses them: the validator decides per field (double, decimal: yes).
 #pragma once
 #include <cstddef>
 #include <functional>

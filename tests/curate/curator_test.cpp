@@ -47,6 +47,19 @@ Endpoint items_endpoint() {
   return e;
 }
 
+// Amounts that may be integers beyond 64 bits: a double, an exact decimal(38,0) and an int64.
+Endpoint amounts_endpoint() {
+  Endpoint e;
+  e.name = "amounts";
+  e.records_pointer = "/data";
+  FieldSpec exact = field_at("exact", FieldType::Decimal, "/exact", false);
+  exact.precision = 38;
+  exact.scale = 0;
+  e.schema.fields = {field_at("id", FieldType::Int64, "/id", true), field_at("amount", FieldType::Double, "/amount", false),
+                     exact, field_at("count", FieldType::Int64, "/count", false)};
+  return e;
+}
+
 std::vector<Source> sources() {
   Source bcb;
   bcb.name = "bcb";
@@ -54,7 +67,10 @@ std::vector<Source> sources() {
   Source shop;
   shop.name = "shop";
   shop.endpoints = {items_endpoint()};
-  return {bcb, shop};
+  Source ledger;
+  ledger.name = "ledger";
+  ledger.endpoints = {amounts_endpoint()};
+  return {bcb, shop, ledger};
 }
 
 // One page of `source`/`endpoint` (test::page_message: extraction "ex-1", page "1", kT0 by default).
@@ -308,6 +324,42 @@ TEST_F(CuratorTest, NestedRecordsPointer) {
   EXPECT_EQ(lines[1].at("message_id"), "13");
   EXPECT_EQ(b.counts["ex-2"].rows, 4);
   EXPECT_EQ(b.counts["ex-2"].deadlettered, 2);
+}
+
+// An integer beyond 64 bits is valid JSON (simdjson's DOM alone refuses it): the page is curated, a
+// double or decimal field takes the integer, an int64 field dead-letters only its record.
+TEST_F(CuratorTest, IntegersBeyond64BitsReachTheValidator) {
+  const std::string big = "123456789012345678901234";
+  const std::string refused = R"({"id":2,"amount":1.5,"exact":7,"count":)" + big + "}";
+  const std::string page = R"({"data":[{"id":1,"amount":)" + big + R"(,"exact":)" + big + R"(,"count":5}, )" +
+                           refused + R"(, {"id":3,"amount":-)" + big + R"(,"exact":-)" + big + "}]}";
+  PreparedBatch b = stage_and_commit({msg("20", "ledger", "amounts", page, "ex-3")});
+  EXPECT_EQ(b.counts["ex-3"].rows, 2);
+  EXPECT_EQ(b.counts["ex-3"].deadlettered, 1);
+  const std::string name = "000000000020-000000000020";
+  duck::Result r = query("SELECT id, amount, exact::VARCHAR, count FROM " +
+                         parquet("curated/ledger/amounts/" + kHour0 + "/" + name + ".parquet") + " ORDER BY id");
+  ASSERT_EQ(r.row_count(), 2u);
+  EXPECT_EQ(r.int64(0, 0), 1);
+  EXPECT_DOUBLE_EQ(r.dbl(1, 0), 1.2345678901234568e23);
+  EXPECT_EQ(r.text(2, 0), big);  // exact: never through a double
+  EXPECT_EQ(r.int64(3, 0), 5);
+  EXPECT_EQ(r.int64(0, 1), 3);
+  EXPECT_DOUBLE_EQ(r.dbl(1, 1), -1.2345678901234568e23);
+  EXPECT_EQ(r.text(2, 1), "-" + big);
+  EXPECT_TRUE(r.is_null(3, 1));
+
+  const std::string dl_file = "deadletter/ledger/amounts/" + kHour0 + "/" + name + ".jsonl";
+  auto lines = read_jsonl(dl_file);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("reason"), "out_of_range");
+  EXPECT_EQ(lines[0].at("field"), "count");
+  EXPECT_EQ(lines[0].at("level"), "record");
+  // The record as the API sent it: the integer's digits kept (the file's text, not a double).
+  std::ifstream in(lake(dl_file));
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find(R"("record":)" + refused), std::string::npos) << text.str();
 }
 
 TEST_F(CuratorTest, TwoDatasetsAndTwoHoursMakeSeparateFiles) {

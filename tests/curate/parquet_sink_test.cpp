@@ -78,6 +78,49 @@ TEST_F(ParquetSinkTest, EveryTypeAndNullsRoundTrip) {
   EXPECT_EQ(r.text(6, 3), "2025-11-26");
 }
 
+// Strings of up to 12 bytes are written into DuckDB's cells directly (inlined), longer ones through
+// the C API: around the boundary, the file holds each string exactly, equal strings compare equal
+// (dictionary, DISTINCT, GROUP BY) and the order is byte order, whichever way each was written.
+TEST_F(ParquetSinkTest, ShortAndLongStringsAroundTheInlineLimit) {
+  std::vector<Row> rows;
+  std::vector<std::string> expected;
+  for (int round = 0; round < 3; ++round) {
+    for (std::size_t len = 0; len <= 20; ++len) {
+      std::string s(len, 'x');
+      for (std::size_t k = 0; k < len; ++k) s[k] = static_cast<char>('a' + (k * 7 + len) % 26);
+      if (len == 5) s = "\xc3\xa9t\xc3\xa9";  // UTF-8, 5 bytes
+      rows.push_back({s});
+      expected.push_back(s);
+    }
+    rows.push_back({std::monostate{}});  // a NULL between runs leaves its cell unwritten
+  }
+  const fs::path file = dir_ / "strings.parquet";
+  ParquetSink sink(db_);
+  sink.write(file, {{"s", FieldType::String}}, rows);
+  EXPECT_EQ(test::compare_parquet_readers(file.string()), "");
+  duck::Connection con(db_);
+  const std::string from = " FROM read_parquet(" + duck::quote_literal(file.string()) + ")";
+  duck::Result all = con.query("SELECT s" + from);
+  ASSERT_EQ(all.row_count(), rows.size());
+  std::size_t e = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (std::holds_alternative<std::monostate>(rows[i][0])) {
+      EXPECT_FALSE(all.text(0, i).has_value()) << i;
+    } else {
+      EXPECT_EQ(all.text(0, i), expected[e++]) << i;
+    }
+  }
+  // Each distinct string three times: equal strings are equal however they were written.
+  duck::Result groups = con.query("SELECT count(DISTINCT s), min(c), max(c) FROM (SELECT s, count(*) AS c" + from +
+                                  " WHERE s IS NOT NULL GROUP BY s)");
+  EXPECT_EQ(groups.int64(0, 0), 21);
+  EXPECT_EQ(groups.int64(1, 0), 3);
+  EXPECT_EQ(groups.int64(2, 0), 3);
+  duck::Result eq = con.query("SELECT count(*)" + from + " WHERE s = 'abcdefghijkl'::VARCHAR OR s = " +
+                              duck::quote_literal(expected[12]) + " OR s = " + duck::quote_literal(expected[13]));
+  EXPECT_EQ(eq.int64(0, 0), 6);
+}
+
 TEST_F(ParquetSinkTest, TimestampsAreUtcMicrosZstd) {
   const fs::path file = dir_ / "ts.parquet";
   ParquetSink sink(db_);

@@ -4,7 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,7 +26,7 @@ struct Visited {
   std::size_t returned = 0;
 };
 
-// The value read on demand, re-serialised through the DOM so that whitespace does not matter.
+// The value read on demand, as its raw JSON (normalised by `normalised` once the visit is over).
 std::string read_value(simdjson::ondemand::value v) {
   std::string_view raw;
   simdjson::ondemand::json_type t = simdjson::ondemand::json_type::null;
@@ -40,11 +42,18 @@ std::string read_value(simdjson::ondemand::value v) {
   } else {
     raw = v.raw_json_token();
   }
-  simdjson::dom::parser p;
-  simdjson::dom::element e;
-  const std::string copy(raw);
-  if (p.parse(copy).get(e)) return "<unparseable: " + copy + ">";
-  return simdjson::minify(e);
+  return std::string(raw);
+}
+
+// Raw JSON re-serialised through the DOM so that whitespace does not matter (select_records' DOM: a
+// plain simdjson DOM refuses integers beyond 64 bits; not inside visit_records' callback, which
+// must not call it).
+std::string normalised(const std::string& raw) {
+  try {
+    return select_records("[" + raw + "]", Endpoint{}).at(0);
+  } catch (const RecordError&) {
+    return "<unparseable: " + raw + ">";
+  }
 }
 
 Visited visit(const std::string& body, const Endpoint& e) {
@@ -54,6 +63,7 @@ Visited visit(const std::string& body, const Endpoint& e) {
     out.raw.push_back(read_value(r.value));
     out.indexes.push_back(r.index);
   });
+  for (std::string& raw : out.raw) raw = normalised(raw);
   return out;
 }
 
@@ -357,7 +367,82 @@ TEST(VisitRecords, EachRecordReadsRightHoweverLittleOfTheLastWasRead) {
     }
     read.push_back(expected[r.index - 1]);
   });
+  for (std::string& x : read) x = normalised(x);  // (expected's texts are normalised already)
   EXPECT_EQ(read, expected);
+}
+
+// simdjson 3.0.1's DOM alone refuses integers beyond 64 bits; they are valid JSON and must reach the
+// validator: every record kept, its text keeping the integer's digits exactly, in every path (the
+// token check, the DOM fallback, synthesised records), in the count and in the fingerprint.
+TEST(VisitRecords, IntegersBeyond64BitsAreTakenAsWritten) {
+  const std::string big = "123456789012345678901234";
+  Endpoint e;
+  e.records_pointer = "/items";
+  const std::string page = R"({"n":-99999999999999999999,"items":[{"id":1,"v":)" + big +
+                           R"(},{"id":2,"v":1.5,"s":"123456789012345678901234 in a string"},{"id":3,"v":[)" + big +
+                           R"(,-9223372036854775809,18446744073709551616]}]})";
+  EXPECT_EQ(describe_json_error(page), "");
+  const std::vector<std::string> expected = {
+      R"({"id":1,"v":)" + big + "}", R"({"id":2,"v":1.5,"s":"123456789012345678901234 in a string"})",
+      R"({"id":3,"v":[)" + big + R"(,-9223372036854775809,18446744073709551616]})"};
+  EXPECT_EQ(select_records(page, e), expected);
+  expect_same_as_select(page, e);
+  // The DOM fallback (an escaped key on the pointer's path) and a record nested deeper than the check goes.
+  expect_same_as_select(R"({"it\u0065ms":[{"v":)" + big + "}]}", e);
+  const std::string deep = std::string(300, '[') + big + std::string(300, ']');
+  expect_same_as_select(R"({"items":[)" + deep + "]}", e);
+  EXPECT_EQ(select_records(R"({"items":[)" + deep + "]}", e), std::vector<std::string>{deep});
+  // Synthesised records: parallel arrays and record_context.
+  Endpoint synth;
+  synth.records_pointer = "/hourly";
+  synth.record_shape = RecordShape::ParallelArrays;
+  synth.record_context = {{"station", "/station"}};
+  const std::string arrays = R"({"station":)" + big + R"(,"hourly":{"t":[1,2],"v":[)" + big + ",-" + big + "]}}";
+  EXPECT_EQ(select_records(arrays, synth),
+            (std::vector<std::string>{R"({"t":1,"v":)" + big + R"(,"station":)" + big + "}",
+                                      R"({"t":2,"v":-)" + big + R"(,"station":)" + big + "}"}));
+  expect_same_as_select(arrays, synth);
+  // The pointer reaching one: named as a number, as any number is.
+  Endpoint scalar;
+  scalar.records_pointer = "/n";
+  EXPECT_EQ(error_of([&] { select_records(page, scalar); }),
+            "records pointer '/n' reaches a number, not an array or object");
+  // The fingerprint tells pages apart by the integers' digits, and not by spacing.
+  std::size_t f1 = 0, f2 = 0, f3 = 0;
+  EXPECT_EQ(count_selected_records(R"({"items":[{"v":)" + big + "}]}", e, &f1), 1u);
+  EXPECT_EQ(count_selected_records(R"({"items":[{"v":123456789012345678901235}]})", e, &f2), 1u);
+  EXPECT_EQ(count_selected_records(R"({"items": [ {"v": )" + big + " } ] }", e, &f3), 1u);
+  EXPECT_NE(f1, f2);
+  EXPECT_EQ(f1, f3);
+  // Still refused: a page that is wrong in another way too (same error as before), and a float too
+  // big for a double (simdjson's own rule).
+  for (const std::string& bad : {R"({"items":[)" + big + ",]}", R"({"items":[)" + big + "x]}",
+                                 R"({"items":[0)" + big + "]}", std::string(R"({"items":[1e400]})")}) {
+    SCOPED_TRACE(bad);
+    EXPECT_THAT(error_of([&] { select_records(bad, e); }), HasSubstr("not JSON"));
+    expect_agree(bad, e);
+  }
+}
+
+// The DOM's stand-in for each big integer is a double no other number of the page holds: a page
+// that does hold the first stand-ins keeps its own numbers as they were.
+TEST(VisitRecords, BigIntegerStandInsNeverReplaceThePagesOwnNumbers) {
+  Endpoint e;
+  std::string page = "[";
+  for (uint64_t k = 0; k < 8; ++k) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%.17g", std::ldexp(-static_cast<double>((uint64_t(1) << 52) + k), -1000));
+    page += std::string(text) + ",";
+  }
+  page += "123456789012345678901234]";
+  const std::vector<std::string> records = select_records(page, e);
+  ASSERT_EQ(records.size(), 9u);
+  EXPECT_EQ(records.back(), "123456789012345678901234");
+  for (std::size_t k = 0; k < 8; ++k) {
+    EXPECT_NE(records[k], "123456789012345678901234") << k;
+    EXPECT_EQ(records[k].find("e-"), records[k].find('e')) << records[k];  // still a tiny double
+  }
+  expect_same_as_select(page, e);
 }
 
 // Random damage to valid pages (a byte deleted, inserted or replaced, from the characters JSON cares
