@@ -15,7 +15,6 @@
 #include <boost/json.hpp>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include "bus/ledger.h"
@@ -23,6 +22,7 @@
 #include "curate/layout.h"
 #include "curate/schema.h"
 #include "curate/schema_registry.h"
+#include "definition/records.h"
 
 namespace apilake {
 
@@ -277,8 +277,6 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
   set_columns();
   const std::size_t lineage = columns.size() - schema.fields.size();
   const int part_col = partition_column(*ep);
-  simdjson::dom::parser parser;
-
   ReplayResult result;
   for (const auto& p : lake_.list("deadletter/" + d.source + "/" + d.endpoint)) {
     auto f = parse_dl_path(p);
@@ -338,21 +336,11 @@ ReplayResult DeadLetters::replay(const std::string& dataset, const std::string& 
       } else if (level == "page") {
         const std::string body =
             record->is_string() ? std::string(record->as_string()) : raw_record(lines[static_cast<std::size_t>(i)]).value_or("null");
-        simdjson::dom::element doc, target;
-        if (parser.parse(body).get(doc) != simdjson::SUCCESS) {
-          refusal = Reason{"parse_error", "", "the page is not JSON"};
-        } else if (!ep->records_pointer.empty() && doc.at_pointer(ep->records_pointer).get(target)) {
-          refusal = Reason{"parse_error", "", fmt::format("records_pointer '{}' not found", ep->records_pointer)};
-        } else {
-          if (ep->records_pointer.empty()) target = doc;
-          simdjson::dom::array arr;
-          if (target.get_array().get(arr) == simdjson::SUCCESS) {
-            for (auto r : arr) records.push_back(simdjson::minify(r));
-          } else if (target.is_object()) {
-            records.push_back(simdjson::minify(target));
-          } else {
-            refusal = Reason{"parse_error", "", "records_pointer does not point to an array or object"};
-          }
+        // The records as the curator selects them (record_shape, record_context, big integers).
+        try {
+          records = select_records(body, *ep);
+        } catch (const RecordError& e) {
+          refusal = Reason{"parse_error", "", e.what()};
         }
       } else if (auto raw = raw_record(lines[static_cast<std::size_t>(i)])) {
         records.push_back(std::move(*raw));  // as fetched: a DOM round trip would rewrite its numbers

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -17,25 +18,6 @@
 #include <vector>
 
 namespace apilake {
-namespace {
-
-const char* kind_name(simdjson::dom::element e) {
-  switch (e.type()) {
-    case simdjson::dom::element_type::ARRAY: return "an array";
-    case simdjson::dom::element_type::OBJECT: return "an object";
-    case simdjson::dom::element_type::STRING: return "a string";
-    case simdjson::dom::element_type::NULL_VALUE: return "null";
-    case simdjson::dom::element_type::BOOL: return "a boolean";
-    default: return "a number";
-  }
-}
-
-std::string show_pointer(const std::string& p) { return p.empty() ? std::string("\"\" (the body)") : "'" + p + "'"; }
-
-std::string json_key(std::string_view k) { return boost::json::serialize(boost::json::string(k)); }
-
-// emit == nullptr: count only.
-using Emit = std::function<void(std::string&&)>;
 
 // A DOM parse that also takes integers beyond 64 bits. simdjson 3.0.1's DOM refuses them
 // (NUMBER_ERROR, "Problem while parsing a number"), yet they are valid JSON and the validator takes
@@ -169,6 +151,26 @@ class DomParse {
   uint64_t base_ = uint64_t(1) << 52;
   std::vector<std::string> big_;  // k-th big integer's text
 };
+
+namespace {
+
+const char* kind_name(simdjson::dom::element e) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::ARRAY: return "an array";
+    case simdjson::dom::element_type::OBJECT: return "an object";
+    case simdjson::dom::element_type::STRING: return "a string";
+    case simdjson::dom::element_type::NULL_VALUE: return "null";
+    case simdjson::dom::element_type::BOOL: return "a boolean";
+    default: return "a number";
+  }
+}
+
+std::string show_pointer(const std::string& p) { return p.empty() ? std::string("\"\" (the body)") : "'" + p + "'"; }
+
+std::string json_key(std::string_view k) { return boost::json::serialize(boost::json::string(k)); }
+
+// emit == nullptr: count only.
+using Emit = std::function<void(std::string&&)>;
 
 // One per thread: fetch workers and the curator each reuse their buffers.
 DomParse& dom_parse() {
@@ -996,6 +998,19 @@ std::size_t visit_records(simdjson::padded_string_view body, const Endpoint& end
     hand_out_alone(dom_parse().render(element), nullptr, {}, element);
   }
   return count;
+}
+
+PageDom::PageDom() : impl_(std::make_unique<DomParse>()) {}
+PageDom::~PageDom() = default;
+simdjson::error_code PageDom::parse(std::string_view text, simdjson::dom::element& root) {
+  return impl_->parse(text, root);
+}
+std::string PageDom::text(simdjson::dom::element value) const { return impl_->render(value); }
+std::optional<double> PageDom::number(simdjson::dom::element value) const {
+  double d = 0;
+  if (value.get_double().get(d) != simdjson::SUCCESS) return std::nullopt;
+  if (const std::string* big = impl_->integer_of(d)) return std::strtod(big->c_str(), nullptr);
+  return d;
 }
 
 }  // namespace apilake

@@ -12,6 +12,8 @@
 #pragma once
 #include <cstddef>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -29,6 +31,30 @@ struct RecordError : std::runtime_error {
 
 // Every record of the page as compact JSON text, in order.
 std::vector<std::string> select_records(std::string_view body, const Endpoint& endpoint);
+
+class DomParse;  // records.cpp
+
+// A DOM parse of a page or record that takes what select_records takes: integers beyond 64 bits
+// (simdjson's DOM alone refuses the whole text) stand in as numbers, and text() prints a value with
+// each such integer as the page wrote it. For readers of other parts of a page (pagination fields,
+// cursors, dead-letter pages), so they accept exactly the pages the records came from.
+class PageDom {
+ public:
+  PageDom();
+  ~PageDom();
+  PageDom(const PageDom&) = delete;
+  PageDom& operator=(const PageDom&) = delete;
+  // root: valid until the next parse with this object. The error is simdjson's for the text as given.
+  simdjson::error_code parse(std::string_view text, simdjson::dom::element& root);
+  // Compact JSON of a value of the last parse (simdjson::minify, big integers as written).
+  std::string text(simdjson::dom::element value) const;
+  // A number of the last parse as a double (an integer beyond 64 bits: the nearest double, not its
+  // stand-in); nullopt for anything that is not a number.
+  std::optional<double> number(simdjson::dom::element value) const;
+
+ private:
+  std::unique_ptr<DomParse> impl_;
+};
 
 // One record handed to visit_records' callback.
 class PageRecord {

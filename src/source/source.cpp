@@ -89,9 +89,10 @@ std::string json_error_or(const std::string& body, const std::string& fallback) 
   return d.empty() ? fallback : d;
 }
 
-simdjson::dom::element parse_json(simdjson::dom::parser& parser, const std::string& body) {
+// PageDom: takes whatever the page's records were taken from (e.g. integers beyond 64 bits).
+simdjson::dom::element parse_json(PageDom& dom, const std::string& body) {
   simdjson::dom::element root;
-  if (auto err = parser.parse(body).get(root))
+  if (auto err = dom.parse(body, root))
     throw FetchError(json_error_or(body, fmt::format("not JSON: {}", simdjson::error_message(err))));
   return root;
 }
@@ -308,11 +309,11 @@ std::optional<std::string> next_page_url(const Endpoint& endpoint, const PageInf
 
   const bool needs_body = !pg.has_more_pointer.empty() || !pg.total_pointer.empty() || pg.kind == K::Cursor ||
                           pg.kind == K::NextUrl;
-  simdjson::dom::parser parser;
+  PageDom dom;
   simdjson::dom::element root;
   if (needs_body) {
     const std::string body(info.body);
-    root = parse_json(parser, body);
+    root = parse_json(dom, body);
   }
   if (!pg.has_more_pointer.empty()) {
     auto v = at(root, pg.has_more_pointer, "has_more_pointer");
@@ -325,10 +326,10 @@ std::optional<std::string> next_page_url(const Endpoint& endpoint, const PageInf
   }
   if (!pg.total_pointer.empty()) {
     if (auto v = at(root, pg.total_pointer, "total_pointer"); v && !v->is_null()) {
-      double total = 0;
-      if (v->get_double().get(total))
+      const std::optional<double> total = dom.number(*v);
+      if (!total)
         throw FetchError(fmt::format("total_pointer '{}' holds {}, not a number", pg.total_pointer, kind_of(*v)));
-      if (static_cast<double>(info.records_so_far) >= total) return std::nullopt;
+      if (static_cast<double>(info.records_so_far) >= *total) return std::nullopt;
     }
   }
 
@@ -350,7 +351,7 @@ std::optional<std::string> next_page_url(const Endpoint& endpoint, const PageInf
       std::string cursor;
       std::string_view sv;
       if (v->get_string().get(sv) == simdjson::SUCCESS) cursor = std::string(sv);
-      else if (v->is_number()) cursor = simdjson::minify(*v);
+      else if (v->is_number()) cursor = dom.text(*v);
       else
         throw FetchError(fmt::format("cursor_pointer '{}' holds {}, not a string or number", pg.cursor_pointer,
                                      kind_of(*v)));
@@ -443,15 +444,15 @@ std::optional<std::string> incremental_param_value(const Endpoint& endpoint, con
 }
 
 std::optional<std::string> max_cursor(const std::vector<std::string>& records, const std::string& cursor_field) {
-  simdjson::dom::parser parser;
+  PageDom dom;
   std::optional<std::string> best;
   for (const auto& r : records) {
     simdjson::dom::element root, v;
-    if (parser.parse(r).get(root) || root.at_pointer(cursor_field).get(v) || v.is_null()) continue;
+    if (dom.parse(r, root) || root.at_pointer(cursor_field).get(v) || v.is_null()) continue;
     std::string text;
     std::string_view sv;
     if (v.get_string().get(sv) == simdjson::SUCCESS) text = std::string(sv);
-    else if (v.is_number()) text = simdjson::minify(v);
+    else if (v.is_number()) text = dom.text(v);
     else continue;  // objects, arrays, booleans cannot order a cursor
     if (!best || cursor_less(*best, text)) best = std::move(text);
   }
@@ -571,10 +572,10 @@ int Fetcher::run(const Source& source, const Endpoint& endpoint, const Params& p
       previous_records = fingerprint;
       records_so_far += page.records;
       if (!pg.total_pointer.empty()) {
-        simdjson::dom::parser parser;
+        PageDom dom;
         simdjson::dom::element root, v;
         int64_t total = 0;
-        if (!parser.parse(res.body).get(root) && !root.at_pointer(pg.total_pointer).get(v) &&
+        if (!dom.parse(res.body, root) && !root.at_pointer(pg.total_pointer).get(v) &&
             !v.get_int64().get(total))
           page.total_records = total;
       }

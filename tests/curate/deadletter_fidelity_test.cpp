@@ -85,5 +85,36 @@ TEST(DeadLetterJson, LineSamplesAndReplayKeepTheRecordAsFetched) {
             "A-1,123.45678901234567890123,1.5,café \"x\";");
 }
 
+TEST(DeadLetterJson, APageKeptWholeWithIntegersBeyond64BitsReplays) {
+  test::TempDir tmp;
+  LocalLake lake(tmp.path() / "lake");
+  duck::Database db;
+  // No definition for shop/items yet: the page is dead-lettered whole (unknown_dataset). Its amount
+  // is an integer beyond 64 bits, which the decimal column takes with every digit.
+  const std::string page = R"({"items":[{"id":"A-1","amount":123456789012345678901234,"price":1.5,"note":"n"}]})";
+  {
+    const std::vector<Source> none;  // the curator keeps a reference
+    Curator c(none, db, tmp.path() / "staging", &lake);
+    PreparedBatch b = c.stage({test::page_message("1", "shop", "items", page)});
+    for (const auto& f : b.files) lake.commit_staged(f.staged, f.final);
+  }
+  FieldSpec amount = test::field("amount", FieldType::Decimal);
+  amount.precision = 38;
+  amount.scale = 2;
+  const auto known = test::shop_items({test::field("id", FieldType::String, true), amount,
+                                       test::field("price", FieldType::Double), test::field("note", FieldType::String)},
+                                      Evolution::Ignore);
+  DeadLetters dl(known, lake, db);
+  ASSERT_EQ(dl.counts().size(), 1u);
+  EXPECT_EQ(dl.counts().at(0).reason, "unknown_dataset");
+  const ReplayResult r = dl.replay("shop_items");
+  EXPECT_EQ(r.replayed, 1);
+  EXPECT_EQ(r.still_failing, 0);
+  ASSERT_EQ(r.written.size(), 1u);
+  EXPECT_EQ(test::rows_text(db, "SELECT id, amount::VARCHAR FROM read_parquet(" +
+                                    duck::quote_literal((tmp.path() / "lake" / r.written[0]).string()) + ")"),
+            "A-1,123456789012345678901234.00;");
+}
+
 }  // namespace
 }  // namespace apilake

@@ -700,6 +700,10 @@ TEST(Incremental, Helpers) {
   EXPECT_EQ(max_cursor({R"({"n":9})", R"({"n":10})", R"({"n":"x"})", R"({"m":1})"}, "/n"), "x");
   EXPECT_EQ(max_cursor({R"({"n":9})", R"({"n":10})"}, "/n"), "10");
   EXPECT_EQ(max_cursor({R"({"m":1})"}, "/n"), std::nullopt);
+  // A record holding an integer beyond 64 bits still has a cursor; one that is such an integer keeps its digits.
+  EXPECT_EQ(max_cursor({R"({"n":"2024-01-02","big":123456789012345678901234})", R"({"n":"2024-01-01"})"}, "/n"),
+            "2024-01-02");
+  EXPECT_EQ(max_cursor({R"({"n":123456789012345678901234})"}, "/n"), "123456789012345678901234");
 
   auto e = incremental_endpoint(ParamType::Date);
   EXPECT_EQ(incremental_key(e, {{"since", "2024-01-01"}, {"repo", "x"}}), R"({"repo":"x"})");

@@ -208,6 +208,29 @@ TEST(NextPageUrl, NextUrl) {
   EXPECT_THAT(fetch_error([&] { next_page_url(e, cur, 1, 3, R"({"links":)"); }), HasSubstr("not JSON"));
 }
 
+TEST(NextPageUrl, PagesHoldingIntegersBeyond64BitsArePaged) {
+  // The records take such integers (double and decimal fields), so the pagination reads those pages
+  // too; a cursor that is one goes out with its own digits.
+  Endpoint e;
+  e.pagination.kind = Pagination::Kind::Cursor;
+  e.pagination.cursor_pointer = "/next";
+  e.pagination.cursor_param = "after";
+  e.pagination.has_more_pointer = "/more";
+  e.pagination.total_pointer = "/total";
+  const std::string cur = "https://x.org/a";
+  EXPECT_EQ(next_page_url(e, cur, 1, 1, R"({"data":[{"id":123456789012345678901234}],"more":true,"next":"c2"})"),
+            "https://x.org/a?after=c2");
+  EXPECT_EQ(next_page_url(e, cur, 1, 1, R"({"data":[{"id":1}],"more":true,"next":123456789012345678901234})"),
+            "https://x.org/a?after=123456789012345678901234");
+  EXPECT_EQ(next_page_url(e, cur, 1, 1, R"({"data":[{"id":-99999999999999999999}],"more":false,"next":"c2"})"),
+            std::nullopt);
+  EXPECT_EQ(next_page_url(e, cur, 1, 1, R"({"data":[{"id":1e2}],"more":true,"next":"c3","total":99999999999999999999999})"),
+            "https://x.org/a?after=c3");
+  // Still refused when the page is wrong in another way too.
+  EXPECT_THAT(fetch_error([&] { next_page_url(e, cur, 1, 1, R"({"data":[{"id":123456789012345678901234}],"more":)"); }),
+              HasSubstr("not JSON"));
+}
+
 // --- count_records -----------------------------------------------------------------------------
 
 TEST(CountRecords, ArraysObjectsAndErrors) {
