@@ -80,15 +80,6 @@ std::string csv_field(const std::optional<std::string>& v) {
   return out + "\"";
 }
 
-bool has_parquet(const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return false;
-  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
-  for (; !ec && it != end; it.increment(ec))
-    if (it->path().extension() == ".parquet" && it->is_regular_file(ec)) return true;
-  return false;
-}
-
 }  // namespace
 
 std::string iso_utc(int64_t us) {
@@ -253,6 +244,7 @@ void InsightService::init(const std::vector<Source>& sources) {
     {
       datasets_.emplace_back(s.name + "_" + e.name, root_ + "/curated/" + s.name + "/" + e.name);
       dataset_ids_.emplace_back(s.name, e.name);
+      views_.emplace_back(datasets_.back().first, datasets_.back().second);
     }
   try {
     fs::create_directories(fs::path(root_) / "_staging" / "duckdb_insight");
@@ -284,14 +276,15 @@ const InsightModel* InsightService::model(const std::string& name) const {
   return nullptr;
 }
 
-void InsightService::ensure_views() {
-  for (const auto& [view, dir] : datasets_) {
-    if (created_views_.count(view) || !has_parquet(dir)) continue;
-    con_->execute(fmt::format(
-        "CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet({}, union_by_name=true, hive_partitioning=false)",
-        duck::quote_ident(view), duck::quote_literal(dir + "/**/*.parquet")));
-    created_views_.insert(view);
-  }
+void InsightService::ensure_views(const std::vector<std::string>& datasets) {
+  for (auto& v : views_)
+    if (std::find(datasets.begin(), datasets.end(), v.name()) != datasets.end()) v.sync(*con_);
+}
+
+bool InsightService::has_view(const std::string& name) const {
+  for (const auto& v : views_)
+    if (v.name() == name) return v.exists();
+  return false;
 }
 
 std::string InsightService::input_version(const InsightModel& m) {
@@ -444,9 +437,9 @@ bool InsightService::refresh(const std::string& name, bool force) {
   try {
     // Object lake: the inputs as the lake holds them now (after the batch that triggered this).
     if (lake_cache_) lake_cache_->refresh(true);
-    ensure_views();
+    ensure_views(m->datasets);   // only its own: an unreadable file elsewhere must not stop this model
     for (const auto& d : m->datasets)
-      if (!created_views_.count(d)) return false;  // an input has no data yet: nothing to compute
+      if (!has_view(d)) return false;  // an input has no data yet: nothing to compute
     std::string version = input_version(*m);
     auto current = read_pointer(name, false);
     if (!force && current && current->version == version) return false;
@@ -467,8 +460,19 @@ bool InsightService::refresh(const std::string& name, bool force) {
     fs::create_directories(dir);
     const std::string file = name + "-" + version + ".parquet";
     const fs::path staged = fs::path(root_) / "_staging" / ("insight-" + file);
-    auto copied = con_->query(fmt::format("COPY ({}) TO {} (FORMAT parquet, COMPRESSION zstd)", m->sql,
-                                          duck::quote_literal(staged.string())));
+    const std::string copy_sql = fmt::format("COPY ({}) TO {} (FORMAT parquet, COMPRESSION zstd)", m->sql,
+                                             duck::quote_literal(staged.string()));
+    auto run_copy = [&]() -> duck::Result {
+      try {
+        return con_->query(copy_sql);
+      } catch (const duck::Error& e) {
+        // A curated file removed (compaction) or rewritten since ensure_views(): list the inputs again, once.
+        if (!stale_view_error(e.what())) throw;
+        ensure_views(m->datasets);
+        return con_->query(copy_sql);
+      }
+    };
+    auto copied = run_copy();
     InsightState s;
     s.rows = copied.row_count() ? copied.int64(0, 0) : 0;
     fsync_file(staged);
@@ -637,9 +641,15 @@ std::vector<DatasetStats> InsightService::dataset_stats() {
   std::lock_guard lk(duck_mu_);
   try {
     if (lake_cache_) lake_cache_->refresh();   // object lake: count the curated objects as they are
-    ensure_views();
   } catch (const std::exception& e) {
     spdlog::warn("datasets: {}", e.what());
+  }
+  for (auto& v : views_) {
+    try {
+      v.sync(*con_);
+    } catch (const duck::Error& e) {
+      spdlog::warn("datasets: cannot read {}: {}", v.name(), e.what());   // counted as of its last good sync
+    }
   }
   for (std::size_t i = 0; i < datasets_.size(); ++i) {
     const auto& [view, dir] = datasets_[i];
@@ -671,7 +681,7 @@ std::vector<DatasetStats> InsightService::dataset_stats() {
       }
     }
     d.hours.assign(hours.begin(), hours.end());
-    if (created_views_.count(view)) {
+    if (has_view(view)) {
       try {
         auto r = con_->query("SELECT count(*) FROM " + duck::quote_ident(view));
         d.rows = r.int64(0, 0);

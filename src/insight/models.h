@@ -51,6 +51,7 @@
 
 #include "definition/definition.h"
 #include "duck/duck.h"
+#include "insight/dataset_view.h"
 #include "insight/lake_cache.h"
 
 namespace apilake {
@@ -171,7 +172,10 @@ class InsightService {
  private:
   void init(const std::vector<Source>& sources);
   void loop();
-  void ensure_views();   // caller holds duck_mu_
+  // Syncs the views of these datasets with their files (insight/dataset_view.h); throws duck::Error
+  // for the first that cannot be read. Caller holds duck_mu_.
+  void ensure_views(const std::vector<std::string>& datasets);
+  bool has_view(const std::string& name) const;   // caller holds duck_mu_
   std::string input_version(const InsightModel& m);
   // The current pointer; with_file: and its file is present locally (object lakes: downloaded).
   // Caller holds duck_mu_. Object-lake read errors throw InsightError.
@@ -189,7 +193,7 @@ class InsightService {
   std::atomic<uint64_t> refreshes_{0};
   std::vector<std::pair<std::string, std::string>> datasets_;   // view name, curated dir
   std::vector<std::pair<std::string, std::string>> dataset_ids_;  // source, endpoint (same order)
-  std::set<std::string> created_views_;
+  std::vector<DatasetView> views_;   // same order as datasets_ (insight/dataset_view.h)
   std::unique_ptr<duck::Database> db_;
   std::unique_ptr<duck::Connection> con_;
   std::mutex duck_mu_;        // DuckDB work and file replacement

@@ -38,17 +38,6 @@ duck::Options db_options(const std::string& root, const QueryOptions& o) {
   return d;
 }
 
-// Any regular *.parquet below dir (a view over a glob without files would fail to bind).
-bool has_parquet(const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return false;
-  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
-  for (; !ec && it != end; it.increment(ec)) {
-    if (it->path().extension() == ".parquet" && it->is_regular_file(ec)) return true;
-  }
-  return false;
-}
-
 std::string type_name(duckdb_logical_type t);
 
 std::string base_type_name(duckdb_type id) {
@@ -280,17 +269,12 @@ void QueryService::sync_cache() {
 }
 
 void QueryService::refresh_views() {
-  for (const auto& [view, dir] : datasets_) {
-    if (created_.count(view) || !has_parquet(dir)) continue;
+  for (auto& d : datasets_) {
     try {
-      admin_.execute(fmt::format(
-          "CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet({}, union_by_name=true, "
-          "hive_partitioning=false)",
-          duck::quote_ident(view), duck::quote_literal(dir + "/**/*.parquet")));
-      created_.insert(view);
+      d.sync(admin_);
     } catch (const duck::Error& e) {
       // One unreadable dataset must not take every query down; retried before the next query.
-      spdlog::warn("insight: cannot create view {}: {}", view, e.what());
+      spdlog::warn("insight: cannot create view {}: {}", d.name(), e.what());
     }
   }
 }
@@ -303,7 +287,11 @@ std::vector<std::string> QueryService::views() {
     spdlog::warn("insight: {}", e.what());  // listing views is best effort; queries report it
   }
   refresh_views();
-  return {created_.begin(), created_.end()};
+  std::vector<std::string> out;
+  for (const auto& d : datasets_)
+    if (d.exists()) out.push_back(d.name());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 QueryResult QueryService::run(const std::string& sql) {
@@ -320,10 +308,9 @@ QueryResult QueryService::run(const std::string& sql) {
       try {
         result = execute(sql);
       } catch (const duck::Error& e) {
-        // A view binds its columns when created; a file added since with a new column (or the last
-        // file with one removed) changes the union_by_name schema. Rebind over today's files, once.
-        if (std::string_view(e.what()).find("Contents of view were altered") == std::string_view::npos) throw;
-        created_.clear();
+        // The views follow the files as listed just before; a file removed (compaction) or rewritten
+        // since then makes the statement fail. List the datasets again and run it again, once.
+        if (!stale_view_error(e.what())) throw;
         refresh_views();
         result = execute(sql);
       }

@@ -1,9 +1,10 @@
 // SQL over the lake: one read-only DuckDB session with a view per dataset named
-// <source>_<endpoint> over curated/<source>/<endpoint>/**/*.parquet (union_by_name). Only a single
+// <source>_<endpoint> over curated/<source>/<endpoint>/**/*.parquet (every column of every file:
+// insight/dataset_view.h). Only a single
 // SELECT is accepted; the session can read nothing outside the lake (allowed_directories,
 // enable_external_access=false, lock_configuration) and queries time out.
-// A dataset's view appears once its folder holds a .parquet file (checked before every query, no
-// restart needed). Queries run one at a time (DuckDB itself uses `threads` for each).
+// A dataset's view appears once its folder holds a .parquet file and follows its files (checked before
+// every query, no restart needed). Queries run one at a time (DuckDB itself uses `threads` for each).
 // Over an object-store lake (local_root() == ""), the service queries a local cache of the curated
 // Parquet objects (insight/lake_cache.h) refreshed before each query, at most every cache_refresh.
 #pragma once
@@ -18,6 +19,7 @@
 
 #include "definition/definition.h"
 #include "duck/duck.h"
+#include "insight/dataset_view.h"
 #include "insight/lake_cache.h"
 #include "lake/lake.h"
 
@@ -64,8 +66,7 @@ class QueryService {
   void sync_cache();     // caller holds mu_; no-op for a local lake
   QueryResult execute(const std::string& sql);  // on query_, caller holds mu_
   std::string root_;
-  std::vector<std::pair<std::string, std::string>> datasets_;  // view name, curated dir
-  std::set<std::string> created_;
+  std::vector<DatasetView> datasets_;
   QueryOptions options_;
   duck::Database db_;
   duck::Connection admin_;   // creates views (before and after lock)
