@@ -10,6 +10,7 @@
 #include "insight/lake_cache.h"
 #include "insight/query.h"
 #include "lake/s3_lake.h"
+#include "support/curate_fixtures.h"
 #include "lake/s3_server.h"
 
 namespace apilake {
@@ -17,15 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::S3Server;
-
-Source shop() {
-  Source s;
-  s.name = "shop";
-  Endpoint e;
-  e.name = "orders";
-  s.endpoints.push_back(e);
-  return s;
-}
 
 class CacheTest : public ::testing::Test {
  protected:
@@ -78,7 +70,7 @@ TEST_F(CacheTest, QueriesSeeAddedObjectsAndForgetRemovedOnes) {
   const std::string h9 = "curated/shop/orders/2026/11/26/09/4-5.parquet";
   commit_parquet(h8, "SELECT range AS id, range * 1.5 AS amount FROM range(3)");
   const fs::path cache = base_ / "cache";
-  QueryService q(*lake_, cache.string(), {shop()}, opts(std::chrono::milliseconds(0)));
+  QueryService q(*lake_, cache.string(), {test::source_with("shop", "orders")}, opts(std::chrono::milliseconds(0)));
   EXPECT_EQ(q.views(), std::vector<std::string>{"shop_orders"});
   EXPECT_EQ(scalar(q, "SELECT count(*) FROM shop_orders"), "3");
   EXPECT_TRUE(fs::is_regular_file(cache / h8));
@@ -130,7 +122,7 @@ TEST_F(CacheTest, UnreachableLakeIsAClearErrorBeforeTheFirstSync) {
   c.endpoint = "http://127.0.0.1:1";  // nothing listens on port 1
   c.retry.max_attempts = 1;
   S3Lake dead(c);
-  QueryService q(dead, (base_ / "cache2").string(), {shop()}, opts(std::chrono::milliseconds(0)));
+  QueryService q(dead, (base_ / "cache2").string(), {test::source_with("shop", "orders")}, opts(std::chrono::milliseconds(0)));
   try {
     q.run("SELECT 1");
     ADD_FAILURE() << "expected an error";
@@ -142,11 +134,11 @@ TEST_F(CacheTest, UnreachableLakeIsAClearErrorBeforeTheFirstSync) {
 
 TEST_F(CacheTest, ALocalLakeIsQueriedInPlace) {
   LocalLake local(base_ / "local");
-  QueryService q(local, "", {shop()}, opts(std::chrono::milliseconds(0)));
+  QueryService q(local, "", {test::source_with("shop", "orders")}, opts(std::chrono::milliseconds(0)));
   EXPECT_EQ(scalar(q, "SELECT 42"), "42");
   EXPECT_FALSE(fs::exists(base_ / "local" / "curated"));  // nothing mirrored
   S3Lake& object_lake = *lake_;
-  EXPECT_THROW(QueryService(object_lake, "", {shop()}), QueryError);  // an object lake needs a cache dir
+  EXPECT_THROW(QueryService(object_lake, "", {test::source_with("shop", "orders")}), QueryError);  // an object lake needs a cache dir
 }
 
 // Independent of the cache: a view bound before a file with a new column arrived is rebound.
@@ -158,7 +150,7 @@ TEST_F(CacheTest, AColumnAddedAfterTheViewWasBoundIsQueryable) {
   fs::create_directories(dir / "08");
   fs::create_directories(dir / "09");
   con.execute("COPY (SELECT 1 AS id) TO " + duck::quote_literal((dir / "08/a.parquet").string()) + " (FORMAT parquet)");
-  QueryService q(local, "", {shop()}, opts(std::chrono::milliseconds(0)));
+  QueryService q(local, "", {test::source_with("shop", "orders")}, opts(std::chrono::milliseconds(0)));
   EXPECT_EQ(scalar(q, "SELECT count(*) FROM shop_orders"), "1");
   con.execute("COPY (SELECT 2 AS id, true AS paid) TO " + duck::quote_literal((dir / "09/b.parquet").string()) +
               " (FORMAT parquet)");

@@ -1,6 +1,7 @@
 // Insight models: header parsing, materialisation into DATA/insights/<name>/, rendering, the atomic
 // pointer replace under a concurrent reader, and the refresher reacting to notify_batch().
 #include "insight/models.h"
+#include "support/duck_rows.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -41,18 +42,10 @@ void write_file(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;
 }
 
-// Parquet written by a DuckDB of the test's own (not the service's).
-void write_parquet(const fs::path& file, const std::string& select) {
-  static duck::Database writer;
-  duck::Connection con(writer);
-  fs::create_directories(file.parent_path());
-  con.execute("COPY (" + select + ") TO " + duck::quote_literal(file.string()) + " (FORMAT parquet)");
-}
-
 // A curated file of the demo.series dataset: days `from`..`to` of Jan 2024 with value = day,
 // ingested at `ingested` (a timestamp literal).
 void write_series(const fs::path& root, const std::string& name, int from, int to, const std::string& ingested) {
-  write_parquet(root / "curated/demo/series/2024/01/01/00" / (name + ".parquet"),
+  test::write_parquet(root / "curated/demo/series/2024/01/01/00" / (name + ".parquet"),
                 "SELECT DATE '2024-01-01' + INTERVAL (d - 1) DAY AS date, CAST(d AS DOUBLE) AS value, "
                 "'x' AS _extraction_id, 'm' AS _message_id, TIMESTAMP '" + ingested + "' AS _ingested_at "
                 "FROM range(" + std::to_string(from) + ", " + std::to_string(to + 1) + ") t(d)");

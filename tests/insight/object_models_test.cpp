@@ -13,6 +13,7 @@
 
 #include "insight/models.h"
 #include "lake/s3_lake.h"
+#include "support/curate_fixtures.h"
 #include "lake/s3_server.h"
 
 namespace apilake {
@@ -23,15 +24,6 @@ namespace json = boost::json;
 using test::S3Server;
 
 const std::set<std::string> kKnown{"demo_series"};
-
-Source demo_source() {
-  Source s;
-  s.name = "demo";
-  Endpoint e;
-  e.name = "series";
-  s.endpoints.push_back(e);
-  return s;
-}
 
 InsightModel stats_model() {
   return parse_model(
@@ -99,7 +91,7 @@ class ObjectInsights : public ::testing::Test {
 };
 
 TEST_F(ObjectInsights, RefreshPublishesToTheLakeAndAReaderServesAllFormats) {
-  InsightService curator(*lake_, (base_ / "curator").string(), {demo_source()}, {stats_model()});
+  InsightService curator(*lake_, (base_ / "curator").string(), {test::source_with("demo", "series")}, {stats_model()});
   EXPECT_FALSE(curator.refresh("demo_stats"));   // no curated objects yet: nothing to compute
   EXPECT_TRUE(objects().empty());
 
@@ -113,7 +105,7 @@ TEST_F(ObjectInsights, RefreshPublishesToTheLakeAndAReaderServesAllFormats) {
   EXPECT_FALSE(curator.refresh("demo_stats"));   // same inputs: nothing written
 
   // A serving process with its own (empty) directory reads what the curator published.
-  InsightService server(*lake_, (base_ / "server").string(), {demo_source()}, {stats_model()});
+  InsightService server(*lake_, (base_ / "server").string(), {test::source_with("demo", "series")}, {stats_model()});
   auto listed = server.list();
   ASSERT_EQ(listed.size(), 1u);
   ASSERT_TRUE(listed[0].state.has_value());
@@ -142,8 +134,8 @@ TEST_F(ObjectInsights, RefreshPublishesToTheLakeAndAReaderServesAllFormats) {
 }
 
 TEST_F(ObjectInsights, NewDataReplacesTheVersionAndOldObjectsGoTwoPointersLater) {
-  InsightService curator(*lake_, (base_ / "curator").string(), {demo_source()}, {stats_model()});
-  InsightService server(*lake_, (base_ / "server").string(), {demo_source()}, {stats_model()});
+  InsightService curator(*lake_, (base_ / "curator").string(), {test::source_with("demo", "series")}, {stats_model()});
+  InsightService server(*lake_, (base_ / "server").string(), {test::source_with("demo", "series")}, {stats_model()});
   commit_series("a", 1, 10, "2024-02-01 10:00:00");
   ASSERT_TRUE(curator.refresh("demo_stats"));
   const std::string v1 = json::value_to<std::string>(pointer().at("file"));
@@ -175,8 +167,8 @@ TEST_F(ObjectInsights, NewDataReplacesTheVersionAndOldObjectsGoTwoPointersLater)
 
 TEST_F(ObjectInsights, TwoCuratorsRefreshingAtOnceLeaveOneCompleteCurrentVersion) {
   commit_series("a", 1, 10, "2024-02-01 10:00:00");
-  InsightService a(*lake_, (base_ / "a").string(), {demo_source()}, {stats_model()});
-  InsightService b(*lake_, (base_ / "b").string(), {demo_source()}, {stats_model()});
+  InsightService a(*lake_, (base_ / "a").string(), {test::source_with("demo", "series")}, {stats_model()});
+  InsightService b(*lake_, (base_ / "b").string(), {test::source_with("demo", "series")}, {stats_model()});
   for (int round = 0; round < 3; ++round) {
     commit_series("r" + std::to_string(round), 11 + round * 5, 15 + round * 5,
                   "2024-02-01 1" + std::to_string(round + 1) + ":00:00");
@@ -203,7 +195,7 @@ TEST_F(ObjectInsights, TwoCuratorsRefreshingAtOnceLeaveOneCompleteCurrentVersion
     EXPECT_TRUE(lake_->exists("insights/demo_stats/" + file)) << "round " << round;
     // Both saw the same inputs, so the current version is the one for all the data.
     auto want = expected_row();
-    InsightService reader(*lake_, (base_ / ("reader" + std::to_string(round))).string(), {demo_source()}, {stats_model()});
+    InsightService reader(*lake_, (base_ / ("reader" + std::to_string(round))).string(), {test::source_with("demo", "series")}, {stats_model()});
     auto js = reader.render("demo_stats", "json");
     ASSERT_TRUE(js.has_value());
     auto row = json::parse(js->body).as_object().at("rows").as_array().at(0).as_object();
@@ -212,8 +204,8 @@ TEST_F(ObjectInsights, TwoCuratorsRefreshingAtOnceLeaveOneCompleteCurrentVersion
 }
 
 TEST_F(ObjectInsights, ARefreshSeesWhatAnotherCuratorCommittedAndPublished) {
-  InsightService old_view(*lake_, (base_ / "old").string(), {demo_source()}, {stats_model()});
-  InsightService new_view(*lake_, (base_ / "new").string(), {demo_source()}, {stats_model()});
+  InsightService old_view(*lake_, (base_ / "old").string(), {test::source_with("demo", "series")}, {stats_model()});
+  InsightService new_view(*lake_, (base_ / "new").string(), {test::source_with("demo", "series")}, {stats_model()});
   commit_series("a", 1, 10, "2024-02-01 10:00:00");
   // `old_view` materialises the first batch; another curator (`new_view`) then publishes the second.
   ASSERT_TRUE(old_view.refresh("demo_stats"));
@@ -230,8 +222,8 @@ TEST_F(ObjectInsights, ARefreshSeesWhatAnotherCuratorCommittedAndPublished) {
 // than the published one's never replaces the pointer, and its upload is removed again. (Staged
 // here by removing the newer input before the second refresh, so the older result is deterministic.)
 TEST_F(ObjectInsights, AnOlderResultNeverReplacesANewerPointer) {
-  InsightService newer(*lake_, (base_ / "newer").string(), {demo_source()}, {stats_model()});
-  InsightService older(*lake_, (base_ / "older").string(), {demo_source()}, {stats_model()});
+  InsightService newer(*lake_, (base_ / "newer").string(), {test::source_with("demo", "series")}, {stats_model()});
+  InsightService older(*lake_, (base_ / "older").string(), {test::source_with("demo", "series")}, {stats_model()});
   commit_series("a", 1, 10, "2024-02-01 10:00:00");
   commit_series("b", 11, 20, "2024-02-01 11:00:00");
   ASSERT_TRUE(newer.refresh("demo_stats"));
@@ -251,7 +243,7 @@ TEST_F(ObjectInsights, LakeErrorsAreReportedNotThrownFromTheList) {
   bad.endpoint = "http://127.0.0.1:1";   // nothing listens there
   bad.retry.max_attempts = 1;
   S3Lake unreachable(bad);
-  InsightService svc(unreachable, (base_ / "svc").string(), {demo_source()}, {stats_model()});
+  InsightService svc(unreachable, (base_ / "svc").string(), {test::source_with("demo", "series")}, {stats_model()});
   auto listed = svc.list();
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_FALSE(listed[0].state.has_value());
@@ -265,7 +257,7 @@ TEST_F(ObjectInsights, LeftoversInTheServiceStagingAreSweptAtStart) {
   fs::create_directories(dir / "_staging");
   std::ofstream(dir / "_staging" / "insight-demo_stats-x.parquet") << "half a file";
   std::ofstream(dir / "_staging" / "dl-1-2.tmp") << "half a download";
-  InsightService svc(*lake_, dir.string(), {demo_source()}, {stats_model()});
+  InsightService svc(*lake_, dir.string(), {test::source_with("demo", "series")}, {stats_model()});
   std::size_t left = 0;
   for (const auto& e : fs::directory_iterator(dir / "_staging"))
     if (e.is_regular_file()) ++left;

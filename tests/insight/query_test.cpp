@@ -1,4 +1,5 @@
 #include "insight/query.h"
+#include "support/duck_rows.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -24,14 +25,6 @@ fs::path unique_dir(const std::string& tag) {
   return p;
 }
 
-// Writes a Parquet file with DuckDB itself, through a database of its own (not the service's).
-void write_parquet(const fs::path& file, const std::string& select) {
-  static duck::Database writer;
-  duck::Connection con(writer);
-  fs::create_directories(file.parent_path());
-  con.execute("COPY (" + select + ") TO " + duck::quote_literal(file.string()) + " (FORMAT parquet)");
-}
-
 Source make_source(const std::string& name, std::vector<std::string> endpoints) {
   Source s;
   s.name = name;
@@ -49,11 +42,11 @@ class InsightTest : public ::testing::Test {
     root_ = unique_dir("lake");
     sources_ = {make_source("shop", {"orders", "refunds"}), make_source("weather", {"obs"})};
     auto orders = root_ / "curated/shop/orders/2026/11/26";
-    write_parquet(orders / "08/000001-000003.parquet",
+    test::write_parquet(orders / "08/000001-000003.parquet",
                   "SELECT range AS id, 'o' || range::VARCHAR AS name, range * 1.5 AS amount "
                   "FROM range(3)");
     // A later hour whose schema gained a column: union_by_name must still read both.
-    write_parquet(orders / "09/000004-000005.parquet",
+    test::write_parquet(orders / "09/000004-000005.parquet",
                   "SELECT range + 3 AS id, 'o' || range::VARCHAR AS name, 2.0 AS amount, "
                   "true AS paid FROM range(2)");
   }
@@ -108,7 +101,7 @@ TEST_F(InsightTest, ViewAppearsOnceItsFirstFileArrives) {
   std::ofstream(root_ / "curated/shop/refunds/2026/11/26/10/notes.txt") << "x";
   EXPECT_EQ(status_of(q, "SELECT * FROM shop_refunds"), 400);
 
-  write_parquet(root_ / "curated/shop/refunds/2026/11/26/10/000009-000009.parquet",
+  test::write_parquet(root_ / "curated/shop/refunds/2026/11/26/10/000009-000009.parquet",
                 "SELECT 42 AS refund_id");
   auto r = q.run("SELECT refund_id FROM shop_refunds");
   ASSERT_EQ(r.rows.size(), 1u);
@@ -116,7 +109,7 @@ TEST_F(InsightTest, ViewAppearsOnceItsFirstFileArrives) {
   EXPECT_EQ(q.views(), (std::vector<std::string>{"shop_orders", "shop_refunds"}));
 
   // Files added later to an existing view are seen too (the glob is read at query time).
-  write_parquet(root_ / "curated/shop/refunds/2026/11/26/11/000010-000010.parquet",
+  test::write_parquet(root_ / "curated/shop/refunds/2026/11/26/11/000010-000010.parquet",
                 "SELECT 43 AS refund_id");
   EXPECT_EQ(q.run("SELECT count(*) FROM shop_refunds").rows[0][0], "2");
 }
@@ -171,10 +164,10 @@ TEST_F(InsightTest, RejectsMultipleStatements) {
 TEST_F(InsightTest, CannotReadOutsideTheLake) {
   // A real Parquet file outside the lake, so a refusal is about access, not a missing file.
   fs::path elsewhere = unique_dir("elsewhere");
-  write_parquet(elsewhere / "secret.parquet", "SELECT 'TOP-SECRET-VALUE' AS s");
+  test::write_parquet(elsewhere / "secret.parquet", "SELECT 'TOP-SECRET-VALUE' AS s");
   // A sibling whose name starts with the lake's name must not count as inside it.
   fs::path sibling = root_.string() + "x";
-  write_parquet(sibling / "secret.parquet", "SELECT 'TOP-SECRET-VALUE' AS s");
+  test::write_parquet(sibling / "secret.parquet", "SELECT 'TOP-SECRET-VALUE' AS s");
 
   QueryService q(root_.string(), sources_, opts());
   const std::vector<std::string> attempts = {
@@ -216,7 +209,7 @@ TEST_F(InsightTest, LongQueryTimesOutAndServiceRecovers) {
 }
 
 TEST_F(InsightTest, TypesNullsAndText) {
-  write_parquet(root_ / "curated/weather/obs/2026/11/26/08/000001-000002.parquet",
+  test::write_parquet(root_ / "curated/weather/obs/2026/11/26/08/000001-000002.parquet",
                 "SELECT * FROM (VALUES "
                 "(1::BIGINT, 20.5::DOUBLE, 'sunny', DATE '2026-11-26', "
                 " TIMESTAMPTZ '2026-11-26 10:00:00+02:00', true, [1, 2]), "

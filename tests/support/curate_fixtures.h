@@ -39,6 +39,16 @@ inline std::vector<FieldSpec> bcb_series_fields(bool value_required = true) {
           field_at("value", FieldType::Double, "/valor", value_required)};
 }
 
+// Source `name` with one endpoint `endpoint` and nothing else declared (a dataset for the readers).
+inline Source source_with(std::string name, std::string endpoint) {
+  Endpoint e;
+  e.name = std::move(endpoint);
+  Source s;
+  s.name = std::move(name);
+  s.endpoints = {std::move(e)};
+  return s;
+}
+
 // Source "shop" with one endpoint "items" (records under /items) of these fields and policy.
 inline std::vector<Source> shop_items(std::vector<FieldSpec> fields, Evolution evolution) {
   Endpoint e;
