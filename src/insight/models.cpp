@@ -242,9 +242,8 @@ void InsightService::init(const std::vector<Source>& sources) {
   for (const auto& s : sources)
     for (const auto& e : s.endpoints)
     {
-      datasets_.emplace_back(s.name + "_" + e.name, root_ + "/curated/" + s.name + "/" + e.name);
+      views_.emplace_back(s.name + "_" + e.name, root_ + "/curated/" + s.name + "/" + e.name);
       dataset_ids_.emplace_back(s.name, e.name);
-      views_.emplace_back(datasets_.back().first, datasets_.back().second);
     }
   try {
     fs::create_directories(fs::path(root_) / "_staging" / "duckdb_insight");
@@ -291,8 +290,9 @@ std::string InsightService::input_version(const InsightModel& m) {
   uint64_t h = fnv1a(1469598103934665603ull, m.sql);
   for (const auto& d : m.datasets) {
     h = fnv1a(h, d);
-    for (const auto& [view, dir] : datasets_) {
-      if (view != d) continue;
+    for (const auto& v : views_) {
+      if (v.name() != d) continue;
+      const std::string& dir = v.dir();
       std::vector<std::pair<std::string, uintmax_t>> files;
       std::error_code ec;
       fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
@@ -651,8 +651,9 @@ std::vector<DatasetStats> InsightService::dataset_stats() {
       spdlog::warn("datasets: cannot read {}: {}", v.name(), e.what());   // counted as of its last good sync
     }
   }
-  for (std::size_t i = 0; i < datasets_.size(); ++i) {
-    const auto& [view, dir] = datasets_[i];
+  for (std::size_t i = 0; i < views_.size(); ++i) {
+    const std::string& view = views_[i].name();
+    const std::string& dir = views_[i].dir();
     DatasetStats d;
     d.name = view;
     d.source = dataset_ids_[i].first;

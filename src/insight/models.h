@@ -191,9 +191,8 @@ class InsightService {
   std::vector<InsightModel> models_;
   InsightOptions options_;
   std::atomic<uint64_t> refreshes_{0};
-  std::vector<std::pair<std::string, std::string>> datasets_;   // view name, curated dir
-  std::vector<std::pair<std::string, std::string>> dataset_ids_;  // source, endpoint (same order)
-  std::vector<DatasetView> views_;   // same order as datasets_ (insight/dataset_view.h)
+  std::vector<std::pair<std::string, std::string>> dataset_ids_;  // source, endpoint (same order as views_)
+  std::vector<DatasetView> views_;   // one per dataset: name, curated dir, its files (insight/dataset_view.h)
   std::unique_ptr<duck::Database> db_;
   std::unique_ptr<duck::Connection> con_;
   std::mutex duck_mu_;        // DuckDB work and file replacement
